@@ -1,0 +1,158 @@
+/* dtype.c - the dtype table and conversions of plain types to float32.
+ * Block-quantized GGUF types are delegated to gguf_dequant.c. */
+#include "formats/dtype.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "formats/gguf_dequant.h"
+
+static const mp_dtype_info dtype_table[_MP_DTYPE_MAX] = {
+        [MP_DTYPE_F64]     = { "F64",     1,   8, false, true },
+        [MP_DTYPE_F32]     = { "F32",     1,   4, false, true },
+        [MP_DTYPE_F16]     = { "F16",     1,   2, false, true },
+        [MP_DTYPE_BF16]    = { "BF16",    1,   2, false, true },
+        [MP_DTYPE_I64]     = { "I64",     1,   8, false, true },
+        [MP_DTYPE_I32]     = { "I32",     1,   4, false, true },
+        [MP_DTYPE_I16]     = { "I16",     1,   2, false, true },
+        [MP_DTYPE_I8]      = { "I8",      1,   1, false, true },
+        [MP_DTYPE_U64]     = { "U64",     1,   8, false, true },
+        [MP_DTYPE_U32]     = { "U32",     1,   4, false, true },
+        [MP_DTYPE_U16]     = { "U16",     1,   2, false, true },
+        [MP_DTYPE_U8]      = { "U8",      1,   1, false, true },
+        [MP_DTYPE_BOOL]    = { "BOOL",    1,   1, false, true },
+        [MP_DTYPE_F8_E4M3] = { "F8_E4M3", 1,   1, false, true },
+        [MP_DTYPE_F8_E5M2] = { "F8_E5M2", 1,   1, false, true },
+        [MP_DTYPE_Q4_0]    = { "Q4_0",   32,  18, true,  true },
+        [MP_DTYPE_Q4_1]    = { "Q4_1",   32,  20, true,  true },
+        [MP_DTYPE_Q5_0]    = { "Q5_0",   32,  22, true,  true },
+        [MP_DTYPE_Q5_1]    = { "Q5_1",   32,  24, true,  true },
+        [MP_DTYPE_Q8_0]    = { "Q8_0",   32,  34, true,  true },
+        [MP_DTYPE_Q8_1]    = { "Q8_1",   32,  36, true,  true },
+        [MP_DTYPE_Q2_K]    = { "Q2_K",  256,  84, true,  true },
+        [MP_DTYPE_Q3_K]    = { "Q3_K",  256, 110, true,  true },
+        [MP_DTYPE_Q4_K]    = { "Q4_K",  256, 144, true,  true },
+        [MP_DTYPE_Q5_K]    = { "Q5_K",  256, 176, true,  true },
+        [MP_DTYPE_Q6_K]    = { "Q6_K",  256, 210, true,  true },
+        [MP_DTYPE_Q8_K]    = { "Q8_K",  256, 292, true,  true },
+};
+
+const mp_dtype_info *mp_dtype_get(mp_dtype t) {
+        if (t <= MP_DTYPE_INVALID || t >= _MP_DTYPE_MAX)
+                return NULL;
+        return &dtype_table[t];
+}
+
+const char *mp_dtype_name(mp_dtype t) {
+        const mp_dtype_info *i = mp_dtype_get(t);
+        return i ? i->name : "INVALID";
+}
+
+mp_dtype mp_dtype_from_safetensors(const char *name) {
+        if (!name)
+                return MP_DTYPE_INVALID;
+        for (mp_dtype t = MP_DTYPE_F64; t <= MP_DTYPE_F8_E5M2; t++)
+                if (strcmp(dtype_table[t].name, name) == 0)
+                        return t;
+        return MP_DTYPE_INVALID;
+}
+
+int mp_dtype_bytes(mp_dtype t, uint64_t n_elems, uint64_t *ret) {
+        const mp_dtype_info *i = mp_dtype_get(t);
+        if (!i)
+                return -ENOTSUP;
+        if (n_elems % i->block_elems != 0)
+                return -EBADMSG;
+        if (__builtin_mul_overflow(n_elems / i->block_elems, (uint64_t) i->block_bytes, ret))
+                return -EOVERFLOW;
+        return 0;
+}
+
+float mp_f16_to_f32(uint16_t h) {
+        uint32_t sign = (uint32_t) (h >> 15) << 31;
+        uint32_t exp = (h >> 10) & 0x1f;
+        uint32_t man = h & 0x3ff;
+        uint32_t bits;
+
+        if (exp == 0) {
+                if (man == 0)
+                        bits = sign;
+                else {  /* subnormal: value = man * 2^-24 */
+                        float f = ldexpf((float) man, -24);
+                        return sign ? -f : f;
+                }
+        } else if (exp == 31)
+                bits = sign | 0x7f800000u | (man << 13);
+        else
+                bits = sign | ((exp + 112) << 23) | (man << 13);
+
+        float f;
+        memcpy(&f, &bits, sizeof(f));
+        return f;
+}
+
+float mp_bf16_to_f32(uint16_t h) {
+        uint32_t bits = (uint32_t) h << 16;
+        float f;
+        memcpy(&f, &bits, sizeof(f));
+        return f;
+}
+
+/* FP8 E4M3 (OCP "fn" variant used by safetensors/torch): bias 7, no
+ * infinities, S.1111.111 is NaN. */
+float mp_f8_e4m3_to_f32(uint8_t v) {
+        int sign = v >> 7, exp = (v >> 3) & 0xf, man = v & 7;
+        float f;
+        if (exp == 0xf && man == 7)
+                return NAN;
+        if (exp == 0)
+                f = ldexpf((float) man, -9);            /* man/8 * 2^-6 */
+        else
+                f = ldexpf(1.0f + (float) man / 8.0f, exp - 7);
+        return sign ? -f : f;
+}
+
+/* FP8 E5M2: IEEE-like, bias 15, with infinities and NaNs. */
+float mp_f8_e5m2_to_f32(uint8_t v) {
+        return mp_f16_to_f32((uint16_t) v << 8);
+}
+
+#define CONVERT_LOOP(type, expr)                                \
+        do {                                                    \
+                for (size_t k = 0; k < n; k++) {                \
+                        type x;                                 \
+                        memcpy(&x, s + k * sizeof(type), sizeof(type)); \
+                        dst[k] = (expr);                        \
+                }                                               \
+        } while (0)
+
+int mp_dtype_to_f32(mp_dtype t, const void *src, size_t n_blocks, float *dst) {
+        const uint8_t *s = src;
+        size_t n = n_blocks;   /* plain types: one element per block */
+
+        switch (t) {
+        case MP_DTYPE_F64:     CONVERT_LOOP(double, (float) x); return 0;
+        case MP_DTYPE_F32:     memcpy(dst, s, n * sizeof(float)); return 0;
+        case MP_DTYPE_F16:     CONVERT_LOOP(uint16_t, mp_f16_to_f32(x)); return 0;
+        case MP_DTYPE_BF16:    CONVERT_LOOP(uint16_t, mp_bf16_to_f32(x)); return 0;
+        case MP_DTYPE_I64:     CONVERT_LOOP(int64_t, (float) x); return 0;
+        case MP_DTYPE_I32:     CONVERT_LOOP(int32_t, (float) x); return 0;
+        case MP_DTYPE_I16:     CONVERT_LOOP(int16_t, (float) x); return 0;
+        case MP_DTYPE_I8:      CONVERT_LOOP(int8_t, (float) x); return 0;
+        case MP_DTYPE_U64:     CONVERT_LOOP(uint64_t, (float) x); return 0;
+        case MP_DTYPE_U32:     CONVERT_LOOP(uint32_t, (float) x); return 0;
+        case MP_DTYPE_U16:     CONVERT_LOOP(uint16_t, (float) x); return 0;
+        case MP_DTYPE_U8:      CONVERT_LOOP(uint8_t, (float) x); return 0;
+        case MP_DTYPE_BOOL:    CONVERT_LOOP(uint8_t, x ? 1.0f : 0.0f); return 0;
+        case MP_DTYPE_F8_E4M3: CONVERT_LOOP(uint8_t, mp_f8_e4m3_to_f32(x)); return 0;
+        case MP_DTYPE_F8_E5M2: CONVERT_LOOP(uint8_t, mp_f8_e5m2_to_f32(x)); return 0;
+        default:
+                break;
+        }
+
+        const mp_dtype_info *i = mp_dtype_get(t);
+        if (i && i->quantized)
+                return mp_gguf_dequantize(t, src, n_blocks, dst);
+        return -ENOTSUP;
+}

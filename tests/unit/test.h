@@ -1,0 +1,65 @@
+/* test.h - the tiny harness shared by the C unit tests.
+ *
+ * A test program is a main() calling test functions; CHECK() failures print
+ * file:line and the expression and exit 1.  Meson's runner collects the exit
+ * codes (77 = skipped, used only when the zoo is absent on a newcomer's
+ * clone; CI sets MODELPROV_REQUIRE_ZOO=1 so that a missing zoo fails). */
+#pragma once
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                              \
+        do {                                                                     \
+                if (!(cond)) {                                                   \
+                        fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+                        exit(1);                                                 \
+                }                                                                \
+        } while (0)
+
+#define CHECK_EQ(a, b)                                                           \
+        do {                                                                     \
+                long long _a = (long long) (a), _b = (long long) (b);            \
+                if (_a != _b) {                                                  \
+                        fprintf(stderr, "%s:%d: CHECK_EQ failed: %s = %lld, %s = %lld\n", \
+                                __FILE__, __LINE__, #a, _a, #b, _b);             \
+                        exit(1);                                                 \
+                }                                                                \
+        } while (0)
+
+#define CHECK_STREQ(a, b)                                                        \
+        do {                                                                     \
+                const char *_a = (a), *_b = (b);                                 \
+                if (!_a || !_b || strcmp(_a, _b) != 0) {                         \
+                        fprintf(stderr, "%s:%d: CHECK_STREQ failed: %s = \"%s\", %s = \"%s\"\n", \
+                                __FILE__, __LINE__, #a, _a ? _a : "(null)", #b, _b ? _b : "(null)"); \
+                        exit(1);                                                 \
+                }                                                                \
+        } while (0)
+
+/* Runs one test function and prints its name. */
+#define RUN(fn)                                                                  \
+        do {                                                                     \
+                fprintf(stderr, "== %s\n", #fn);                                 \
+                fn();                                                            \
+        } while (0)
+
+/* The zoo directory ($MODELPROV_ZOO, set by meson), or NULL after printing
+ * "zoo missing" when it does not exist.  With MODELPROV_REQUIRE_ZOO=1 a
+ * missing zoo is a failure (exit 1), not a skip. */
+const char *test_zoo(void);
+
+/* Exit code for "skipped" in meson. */
+#define TEST_SKIP 77
+
+/* A fresh temporary directory (removed by nobody: meson's build dir is
+ * scratch).  Never NULL: aborts on failure. */
+char *test_tmpdir(void);
+
+/* Writes len bytes to dir/name; returns the malloc'd full path. */
+char *test_write(const char *dir, const char *name, const void *buf, size_t len);
+
+/* Reads a whole file; aborts on failure.  *len receives its size. */
+char *test_read(const char *path, size_t *len);

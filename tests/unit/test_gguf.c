@@ -1,0 +1,3 @@
+/* test_gguf.c - PLACEHOLDER */
+#include "test.h"
+int main(void) { return 0; }
