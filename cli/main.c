@@ -1,1 +1,47 @@
-int main(void) { return 0; }
+/* main.c - `modelprov`: dispatch to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "output.h"
+
+typedef struct command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+} command;
+
+static const command commands[] = {
+        { "inspect",     cmd_inspect,     "show what a model is: format, architecture, files, findings" },
+        { "fingerprint", cmd_fingerprint, "compute the fingerprint record (digests, metadata, tokenizer)" },
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "usage: modelprov COMMAND [OPTIONS] ...\n\ncommands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\n`modelprov COMMAND --help` describes a command.\n"
+                   "Exit codes: 0 ok, 1 findings present, 2 error.\n");
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2) {
+                usage(stderr);
+                return EXIT_ERROR;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+                usage(stdout);
+                return EXIT_OK;
+        }
+        if (strcmp(argv[1], "--version") == 0) {
+                printf("modelprov %s\n", MODELPROV_VERSION);
+                return EXIT_OK;
+        }
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (strcmp(argv[1], commands[i].name) == 0)
+                        return commands[i].run(argc - 1, argv + 1);
+
+        fprintf(stderr, "modelprov: error: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return EXIT_ERROR;
+}

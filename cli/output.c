@@ -1,1 +1,86 @@
-/* PLACEHOLDER */
+/* output.c - helpers shared by the subcommands (see output.h). */
+#include "output.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "progress.h"
+#include "util/macro.h"
+
+void cli_print_error(const mp_error *err) {
+        char buf[MP_ERROR_FILE_MAX + MP_ERROR_REASON_MAX + 64];
+        mp_error_format(err, buf, sizeof(buf));
+        fprintf(stderr, "modelprov: error: %s\n", buf);
+}
+
+int cli_parse_jobs(const char *s, unsigned *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v == 0 || v > 1024)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,
+                          mp_fingerprint **ret_fp) {
+        mp_error err;
+        mp_error_clear(&err);
+
+        mp_open_options oo = { .ollama_store = o->ollama_store };
+        _cleanup_(mp_model_freep) mp_model *m = NULL;
+        int r = mp_model_open(path, &oo, &m, &err);
+        if (r < 0) {
+                cli_print_error(&err);
+                return r;
+        }
+
+        cli_progress progress;
+        cli_progress_init(&progress, !o->quiet);
+        mp_pass_options po = { .jobs = o->jobs, .progress = cli_progress_update, .progress_userdata = &progress };
+        mp_pass_result res;
+        r = mp_pass_run(m, &po, &res, &err);
+        cli_progress_finish(&progress);
+        if (r < 0) {
+                cli_print_error(&err);
+                return r;
+        }
+
+        r = mp_fingerprint_build(m, &res, ret_fp, &err);
+        mp_pass_result_free(&res);
+        if (r < 0) {
+                cli_print_error(&err);
+                return r;
+        }
+        if (ret_model)
+                *ret_model = TAKE_PTR(m);
+        return 0;
+}
+
+int cli_print_json(json_t *j) {
+        if (!j) {
+                fprintf(stderr, "modelprov: error: out of memory rendering JSON\n");
+                return -ENOMEM;
+        }
+        int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_decref(j);
+        fputc('\n', stdout);
+        return r < 0 ? -EIO : 0;
+}
+
+const char *cli_format_bytes(uint64_t n, char *buf, size_t size) {
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+        double v = (double) n;
+        size_t u = 0;
+        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, size, "%llu B", (unsigned long long) n);
+        else
+                snprintf(buf, size, "%.1f %s", v, units[u]);
+        return buf;
+}

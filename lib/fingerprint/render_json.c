@@ -1,1 +1,123 @@
-/* PLACEHOLDER */
+/* render_json.c - JSON rendering of the fingerprint record. */
+#include "fingerprint/render_json.h"
+
+#include <stdlib.h>
+
+#include "pass/pass.h"
+
+static json_t *hex_of(ProtobufCBinaryData b) {
+        char *s = malloc(2 * b.len + 1);
+        if (!s)
+                return NULL;
+        mp_hex(b.data, b.len, s);
+        json_t *j = json_string(s);
+        free(s);
+        return j;
+}
+
+/* json_object_set_new() ignores NULL values: a failed allocation leaves a
+ * key out instead of crashing, and the final check catches it. */
+static json_t *str_or_null(const char *s) {
+        return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *files_json(const mp_fingerprint *fp) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < fp->n_files; i++) {
+                const Modelprov__V1__FileDigest *f = fp->files[i];
+                json_array_append_new(a, json_pack("{s:s, s:I, s:o, s:s, s:s, s:o}", "path", f->path,
+                                                   "size", (json_int_t) f->size, "sha256", hex_of(f->sha256),
+                                                   "format", f->format, "role", f->role,
+                                                   "expected", str_or_null(f->expected)));
+        }
+        return a;
+}
+
+static json_t *tensors_json(const mp_fingerprint *fp) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < fp->n_tensors; i++) {
+                const Modelprov__V1__TensorDigest *t = fp->tensors[i];
+                json_t *shape = json_array();
+                for (size_t d = 0; shape && d < t->n_shape; d++)
+                        json_array_append_new(shape, json_integer((json_int_t) t->shape[d]));
+                json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:I, s:I}", "name", t->name, "dtype", t->dtype,
+                                      "shape", shape, "xxh3_128", hex_of(t->xxh3_128),
+                                      "bytes", (json_int_t) t->n_bytes, "file", (json_int_t) t->file_index,
+                                      "flags", (json_int_t) t->flags);
+                if (o && t->source_name && *t->source_name)
+                        json_object_set_new(o, "source_name", json_string(t->source_name));
+                json_array_append_new(a, o);
+        }
+        return a;
+}
+
+static json_t *arch_json(const Modelprov__V1__Architecture *a) {
+        if (!a)
+                return json_null();
+        return json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:i, s:o, s:o}",
+                         "architecture", str_or_null(a->architecture), "model_type", str_or_null(a->model_type),
+                         "hidden_size", (json_int_t) a->hidden_size, "num_layers", (json_int_t) a->num_layers,
+                         "num_heads", (json_int_t) a->num_heads, "num_kv_heads", (json_int_t) a->num_kv_heads,
+                         "intermediate_size", (json_int_t) a->intermediate_size,
+                         "vocab_size", (json_int_t) a->vocab_size, "max_positions", (json_int_t) a->max_positions,
+                         "head_dim", (json_int_t) a->head_dim, "rope_theta", a->rope_theta,
+                         "norm_eps", a->norm_eps, "tie_word_embeddings", (int) a->tie_word_embeddings,
+                         "hidden_act", str_or_null(a->hidden_act), "torch_dtype", str_or_null(a->torch_dtype));
+}
+
+static json_t *tokenizer_json(const Modelprov__V1__TokenizerIdentity *t) {
+        if (!t)
+                return json_null();
+        return json_pack("{s:s, s:o, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}",
+                         "kind", t->kind, "source", str_or_null(t->source),
+                         "vocab_size", (json_int_t) t->vocab_size, "vocab_sha256", hex_of(t->vocab_sha256),
+                         "merges", (json_int_t) t->n_merges, "added_tokens", (json_int_t) t->n_added_tokens,
+                         "bos_token", str_or_null(t->bos_token), "eos_token", str_or_null(t->eos_token),
+                         "unk_token", str_or_null(t->unk_token), "pad_token", str_or_null(t->pad_token),
+                         "model_name", str_or_null(t->model_name), "pre_tokenizer", str_or_null(t->pre_tokenizer));
+}
+
+static json_t *findings_json(const mp_fingerprint *fp) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < fp->n_findings; i++) {
+                const Modelprov__V1__Finding *f = fp->findings[i];
+                json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:s}", "kind", f->kind, "file", f->file,
+                                                   "offset", (json_int_t) f->offset, "detail", f->detail));
+        }
+        return a;
+}
+
+static json_t *dtypes_json(const mp_fingerprint *fp) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < fp->n_dtypes; i++)
+                json_array_append_new(a, json_pack("{s:s, s:I, s:I}", "dtype", fp->dtypes[i]->dtype,
+                                                   "bytes", (json_int_t) fp->dtypes[i]->n_bytes,
+                                                   "tensors", (json_int_t) fp->dtypes[i]->n_tensors));
+        return a;
+}
+
+static json_t *metadata_json(const mp_fingerprint *fp) {
+        json_t *o = json_object();
+        for (size_t i = 0; o && i < fp->n_metadata; i++)
+                json_object_set_new(o, fp->metadata[i]->key, json_string(fp->metadata[i]->value));
+        return o;
+}
+
+json_t *mp_fingerprint_to_json(const mp_fingerprint *fp) {
+        json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I}",
+                              "record_version", (int) fp->record_version, "tool_version", fp->tool_version,
+                              "name", fp->name, "layout", fp->layout, "format", fp->format,
+                              "model_digest", hex_of(fp->model_digest), "revision", str_or_null(fp->revision),
+                              "parameter_count", (json_int_t) fp->parameter_count,
+                              "total_bytes", (json_int_t) fp->total_bytes);
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "arch", arch_json(fp->arch));
+        json_object_set_new(o, "tokenizer", tokenizer_json(fp->tokenizer));
+        json_object_set_new(o, "dtypes", dtypes_json(fp));
+        json_object_set_new(o, "files", files_json(fp));
+        json_object_set_new(o, "tensors", tensors_json(fp));
+        json_object_set_new(o, "findings", findings_json(fp));
+        json_object_set_new(o, "metadata", metadata_json(fp));
+        return o;
+}

@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -198,6 +199,55 @@ int mp_tensor_check(const mp_tensor *t, uint64_t data_start, uint64_t file_size,
                                     "tensor '%s': data [%" PRIu64 ", +%" PRIu64 ") outside the data section "
                                     "[%" PRIu64 ", %" PRIu64 ")", name, t->offset, t->length, data_start, file_size);
         return 0;
+}
+
+typedef struct name_class {
+        const char *pattern;
+        mp_file_role role;
+        mp_format format;
+} name_class;
+
+/* Model material by file name.  Anything else in a model directory (README,
+ * images, credentials) is never read. */
+static const name_class name_classes[] = {
+        { "*.safetensors",                 MP_ROLE_WEIGHTS,   MP_FORMAT_SAFETENSORS },
+        { "*.gguf",                        MP_ROLE_WEIGHTS,   MP_FORMAT_GGUF },
+        { "pytorch_model*.bin",            MP_ROLE_WEIGHTS,   MP_FORMAT_PYTORCH_ZIP },
+        { "*.pt",                          MP_ROLE_WEIGHTS,   MP_FORMAT_PYTORCH_ZIP },
+        { "*.pth",                         MP_ROLE_WEIGHTS,   MP_FORMAT_PYTORCH_ZIP },
+        { "*.safetensors.index.json",      MP_ROLE_INDEX,     MP_FORMAT_JSON },
+        { "pytorch_model*.bin.index.json", MP_ROLE_INDEX,     MP_FORMAT_JSON },
+        { "config.json",                   MP_ROLE_CONFIG,    MP_FORMAT_JSON },
+        { "generation_config.json",        MP_ROLE_CONFIG,    MP_FORMAT_JSON },
+        { "tokenizer.json",                MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
+        { "tokenizer_config.json",         MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
+        { "special_tokens_map.json",       MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
+        { "added_tokens.json",             MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
+        { "vocab.json",                    MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
+        { "merges.txt",                    MP_ROLE_TOKENIZER, MP_FORMAT_TEXT },
+        { "tokenizer.model",               MP_ROLE_TOKENIZER, MP_FORMAT_SENTENCEPIECE },
+};
+
+bool mp_classify_file_name(const char *name, mp_file_role *role, mp_format *format) {
+        assert(name);
+        const char *base = strrchr(name, '/');
+        base = base ? base + 1 : name;
+
+        /* Index patterns must win over the generic weight patterns. */
+        for (size_t pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < ELEMENTSOF(name_classes); i++) {
+                        const name_class *c = &name_classes[i];
+                        if ((pass == 0) != (c->role == MP_ROLE_INDEX))
+                                continue;
+                        if (fnmatch(c->pattern, base, 0) == 0) {
+                                if (role)
+                                        *role = c->role;
+                                if (format)
+                                        *format = c->format;
+                                return true;
+                        }
+                }
+        return false;
 }
 
 uint64_t mp_model_parameter_count(const mp_model *m) {

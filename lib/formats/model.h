@@ -189,6 +189,11 @@ int mp_arch_set_string(char **field, const char *value);
 int mp_tensor_check(const mp_tensor *t, uint64_t data_start, uint64_t file_size, const char *label,
                     mp_error *err);
 
+/* Classifies a file name (its last component) as model material: role and
+ * format.  Returns false for anything that is not model material (README,
+ * images, credentials ...), which modelprov never reads. */
+bool mp_classify_file_name(const char *name, mp_file_role *role, mp_format *format);
+
 /* Sum of n_elements over all tensors. */
 uint64_t mp_model_parameter_count(const mp_model *m);
 

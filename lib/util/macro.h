@@ -47,3 +47,9 @@ int mp_grow(void **array, size_t *allocated, size_t need, size_t elem);
 
 #define MP_GROW(array, allocated, need) \
         mp_grow((void **) &(array), &(allocated), (need), sizeof(*(array)))
+
+#include <dirent.h>
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}

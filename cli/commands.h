@@ -1,0 +1,6 @@
+/* commands.h - the subcommands; each takes argc/argv with argv[0] = its name
+ * and returns an exit code (see output.h). */
+#pragma once
+
+int cmd_inspect(int argc, char **argv);
+int cmd_fingerprint(int argc, char **argv);

@@ -1,0 +1,40 @@
+/* output.h - what every subcommand shares: error messages, exit codes,
+ * opening a model and running the pass with progress. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "fingerprint/record.h"
+#include "formats/model.h"
+#include "pass/pass.h"
+#include "util/error.h"
+
+/* Exit codes of every command. */
+enum {
+        EXIT_OK = 0,
+        EXIT_FINDINGS = 1,      /* the command worked and found something to report */
+        EXIT_ERROR = 2,         /* bad usage, unreadable or malformed input */
+};
+
+/* Prints "modelprov: error: FILE: byte N: REASON" to stderr. */
+void cli_print_error(const mp_error *err);
+
+typedef struct cli_model_options {
+        const char *ollama_store;
+        unsigned jobs;
+        bool quiet;             /* no progress even on a terminal */
+} cli_model_options;
+
+/* Opens path, runs the pass and builds the record.  On failure prints the
+ * error and returns a negative errno. */
+int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,
+                          mp_fingerprint **ret_fp);
+
+/* Parses a positive job count; returns -EINVAL on garbage. */
+int cli_parse_jobs(const char *s, unsigned *ret);
+
+/* Prints a JSON value to stdout, indented, with a final newline. */
+int cli_print_json(json_t *j);
+
+/* "1.5 GiB" style rendering into buf. */
+const char *cli_format_bytes(uint64_t n, char *buf, size_t size);

@@ -1,0 +1,72 @@
+/* pass.h - the single streaming pass over a model's files.
+ *
+ * Every file of the model is read once, sequentially, in bounded chunks.  As
+ * the bytes go by they feed, together:
+ *   - the file's SHA-256 (and a git blob SHA-1 when a hub blob name promises
+ *     one), checked at the end against the digest the blob name promises;
+ *   - each tensor's XXH3-128 over its raw stored bytes;
+ *   - visitors: later signal families register here and receive each
+ *     tensor's values as float32 blocks, dequantized on the fly.
+ * Several files are processed in parallel, up to `jobs` threads; one file is
+ * always read by one thread, in order.
+ *
+ * The page cache is left as it was found: pages a chunk brought in are
+ * dropped after use, pages that were already cached (a model an inference
+ * server is using) stay. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/model.h"
+#include "util/error.h"
+
+/* A consumer of tensor values.  Callbacks for one tensor are called in
+ * order, from one thread; callbacks for tensors of different files may run
+ * concurrently on different threads, so state must be per tensor (or
+ * locked).  Any callback may return a negative errno to abort the pass. */
+typedef struct mp_tensor_visitor {
+        void *userdata;
+        /* Called before the first block; return 0 to receive this tensor's
+         * values, 1 to skip it. */
+        int (*begin)(void *userdata, const mp_model *m, size_t ti);
+        /* Values first_index .. first_index+n-1 of tensor ti. */
+        int (*values)(void *userdata, size_t ti, const float *v, size_t n, uint64_t first_index);
+        /* Called after the last block of a tensor that was not skipped. */
+        int (*end)(void *userdata, size_t ti);
+} mp_tensor_visitor;
+
+typedef void (*mp_progress_fn)(void *userdata, uint64_t bytes_done, uint64_t bytes_total);
+
+typedef struct mp_pass_options {
+        unsigned jobs;                  /* threads; 0 = number of online CPUs */
+        size_t chunk_bytes;             /* read size; 0 = 4 MiB */
+        const mp_tensor_visitor *visitors;
+        size_t n_visitors;
+        mp_progress_fn progress;        /* called under a lock after each chunk */
+        void *progress_userdata;
+        bool keep_cache;                /* true: never drop pages (benchmarks of warm files) */
+} mp_pass_options;
+
+typedef struct mp_pass_result {
+        size_t n_tensors;
+        uint8_t (*tensor_xxh3)[16];     /* per tensor, canonical (big-endian) XXH3-128 */
+        uint8_t model_digest[32];       /* SHA-256 over sorted (rel_path NUL sha256) */
+        uint64_t bytes_read;
+} mp_pass_result;
+
+/* Runs the pass.  On success every m->files[i] has digested = true and its
+ * sha256, blob-name mismatches are appended to m->findings, and *res holds
+ * tensor hashes and the model digest.  I/O errors and files that change
+ * while being read fail the pass. */
+int mp_pass_run(mp_model *m, const mp_pass_options *opts, mp_pass_result *res, mp_error *err);
+
+void mp_pass_result_free(mp_pass_result *res);
+
+/* The model digest from already digested files (used by the pass, and by the
+ * agent when it rebuilds a model from stored per-file parts). */
+int mp_model_digest(const mp_model *m, uint8_t out[32]);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void mp_hex(const uint8_t *bytes, size_t len, char *out);

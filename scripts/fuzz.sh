@@ -1,0 +1,62 @@
+#!/bin/bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for
+# SECONDS (default 60), seeded with the zoo's files and the kept regression
+# inputs.  Fails on any crash; a crash input is left in fuzz-corpus-work/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+
+if [ ! -d build-fuzz ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+fi
+ninja -C build-fuzz
+
+zoo=../shared/zoo
+work=fuzz-corpus-work
+mkdir -p "$work"
+
+seed() {        # seed TARGET PATTERN...: copy matching zoo files into the corpus
+        local dir=$work/$1/seed
+        shift
+        mkdir -p "$dir"
+        [ -d "$zoo" ] || return 0
+        for pattern in "$@"; do
+                find -L "$zoo" -name "$pattern" -size -4M -exec cp -f {} "$dir/" \; 2>/dev/null || true
+        done
+}
+seed safetensors '*.safetensors'
+seed gguf '*.gguf'
+seed pickle 'data.pkl'
+seed tokenizer 'tokenizer.json' 'tokenizer_config.json'
+# Torch data.pkl members live inside zip files: extract a few.
+if [ -d "$zoo" ]; then
+        python3 - "$zoo" "$work/pickle/seed" <<'PY'
+import sys, zipfile, pathlib
+zoo, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for i, f in enumerate(zoo.rglob("pytorch_model.bin")):
+    with zipfile.ZipFile(f) as z:
+        for n in z.namelist():
+            if n.endswith("data.pkl"):
+                (out / f"data{i}.pkl").write_bytes(z.read(n))
+PY
+fi
+
+status=0
+for target in safetensors gguf pickle tokenizer; do
+        corpus=$work/$target/corpus
+        mkdir -p "$corpus"
+        regressions=tests/fuzz/regressions/$target
+        mkdir -p "$work/$target/empty"
+        [ -d "$regressions" ] || regressions=$work/$target/empty
+        echo "fuzz: $target for ${seconds}s"
+        if ! build-fuzz/tests/fuzz_$target -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 \
+                -artifact_prefix="$work/$target/" -print_final_stats=1 \
+                "$corpus" "$work/$target/seed" "$regressions" 2>"$work/$target/log"; then
+                echo "fuzz: $target FAILED; see $work/$target/log and crash-* files there"
+                tail -40 "$work/$target/log"
+                status=1
+        else
+                grep -E 'stat::number_of_executed_units|Done' "$work/$target/log" | tail -2 || true
+        fi
+done
+exit $status

@@ -1,0 +1,45 @@
+#!/bin/bash
+# Every test, from a fresh Debian 12 machine: set up, then run the suite in a
+# normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build,
+# then a short libFuzzer run of every parser.  Ends with one line
+# "N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+export MODELPROV_REQUIRE_ZOO=${MODELPROV_REQUIRE_ZOO:-$([ -d ../shared/zoo ] && echo 1 || echo 0)}
+werror=false
+[ "${CI:-}" = true ] && werror=true
+
+passed=0
+failed=0
+count() {       # count LOGDIR: add meson's results to the totals
+        local log=$1/meson-logs/testlog.json
+        [ -f "$log" ] || return 0
+        passed=$((passed + $(grep -c '"result": "OK"' "$log" || true)))
+        failed=$((failed + $(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$log" || true)))
+}
+
+status=0
+echo "== normal build"
+meson test -C build --print-errorlogs --num-processes 2 || status=1
+count build
+
+echo "== sanitizer build (ASan + UBSan, halt on error)"
+if [ ! -d build-asan ]; then
+        meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dwerror="$werror"
+fi
+ninja -C build-asan
+meson test -C build-asan --print-errorlogs --num-processes 2 || status=1
+count build-asan
+
+echo "== fuzz smoke"
+if ./scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; then
+        passed=$((passed + 1))
+else
+        failed=$((failed + 1))
+        status=1
+fi
+
+echo "tests: $passed passed, $failed failed"
+exit $status
