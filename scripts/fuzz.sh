@@ -28,6 +28,7 @@ seed safetensors '*.safetensors'
 seed gguf '*.gguf'
 seed pickle 'data.pkl'
 seed tokenizer 'tokenizer.json' 'tokenizer_config.json'
+seed layouts 'refs-main-none'
 # Torch data.pkl members live inside zip files: extract a few.
 if [ -d "$zoo" ]; then
         python3 - "$zoo" "$work/pickle/seed" <<'PY'
@@ -42,7 +43,7 @@ PY
 fi
 
 status=0
-for target in safetensors gguf pickle tokenizer; do
+for target in safetensors gguf pickle tokenizer layouts; do
         corpus=$work/$target/corpus
         mkdir -p "$corpus"
         regressions=tests/fuzz/regressions/$target

@@ -1,6 +1,7 @@
 /* render_json.c - JSON rendering of the fingerprint record. */
 #include "fingerprint/render_json.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "pass/pass.h"
@@ -19,6 +20,11 @@ static json_t *hex_of(ProtobufCBinaryData b) {
  * key out instead of crashing, and the final check catches it. */
 static json_t *str_or_null(const char *s) {
         return s && *s ? json_string(s) : json_null();
+}
+
+/* Unknown numbers are NaN or 0 in the record; JSON has no NaN. */
+static json_t *real_or_null(double x) {
+        return isfinite(x) && x != 0 ? json_real(x) : json_null();
 }
 
 static json_t *files_json(const mp_fingerprint *fp) {
@@ -54,14 +60,14 @@ static json_t *tensors_json(const mp_fingerprint *fp) {
 static json_t *arch_json(const Modelprov__V1__Architecture *a) {
         if (!a)
                 return json_null();
-        return json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:i, s:o, s:o}",
+        return json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:o, s:o}",
                          "architecture", str_or_null(a->architecture), "model_type", str_or_null(a->model_type),
                          "hidden_size", (json_int_t) a->hidden_size, "num_layers", (json_int_t) a->num_layers,
                          "num_heads", (json_int_t) a->num_heads, "num_kv_heads", (json_int_t) a->num_kv_heads,
                          "intermediate_size", (json_int_t) a->intermediate_size,
                          "vocab_size", (json_int_t) a->vocab_size, "max_positions", (json_int_t) a->max_positions,
-                         "head_dim", (json_int_t) a->head_dim, "rope_theta", a->rope_theta,
-                         "norm_eps", a->norm_eps, "tie_word_embeddings", (int) a->tie_word_embeddings,
+                         "head_dim", (json_int_t) a->head_dim, "rope_theta", real_or_null(a->rope_theta),
+                         "norm_eps", real_or_null(a->norm_eps), "tie_word_embeddings", (int) a->tie_word_embeddings,
                          "hidden_act", str_or_null(a->hidden_act), "torch_dtype", str_or_null(a->torch_dtype));
 }
 
@@ -112,12 +118,19 @@ json_t *mp_fingerprint_to_json(const mp_fingerprint *fp) {
                               "total_bytes", (json_int_t) fp->total_bytes);
         if (!o)
                 return NULL;
-        json_object_set_new(o, "arch", arch_json(fp->arch));
-        json_object_set_new(o, "tokenizer", tokenizer_json(fp->tokenizer));
-        json_object_set_new(o, "dtypes", dtypes_json(fp));
-        json_object_set_new(o, "files", files_json(fp));
-        json_object_set_new(o, "tensors", tensors_json(fp));
-        json_object_set_new(o, "findings", findings_json(fp));
-        json_object_set_new(o, "metadata", metadata_json(fp));
+        json_t *parts[] = { arch_json(fp->arch), tokenizer_json(fp->tokenizer), dtypes_json(fp),
+                            files_json(fp), tensors_json(fp), findings_json(fp), metadata_json(fp) };
+        static const char *const keys[] = { "arch", "tokenizer", "dtypes", "files", "tensors", "findings",
+                                            "metadata" };
+        bool ok = true;
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+                /* A part that failed to render must not silently vanish. */
+                if (!parts[i] || json_object_set_new(o, keys[i], parts[i]) < 0)
+                        ok = false;
+        }
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
         return o;
 }

@@ -11,10 +11,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "util/macro.h"
 
 /* Field names in order of preference; NULL-terminated. */
 #define NAMES(...) ((const char *const[]) { __VA_ARGS__, NULL })

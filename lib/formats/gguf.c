@@ -34,9 +34,9 @@
 #define MAX_KEPT_STRING         4096u
 
 /* Smallest encodings, used to check counts against the bytes left before
- * looping or allocating: a kv is key length + 1 byte key + type + 1 byte of
- * value; a tensor info is name length + n_dims + type + offset. */
-#define MIN_KV_BYTES            (8u + 1u + 4u + 1u)
+ * looping or allocating: a kv is key length (the key may be empty) + type +
+ * 1 byte of value; a tensor info is name length + n_dims + type + offset. */
+#define MIN_KV_BYTES            (8u + 4u + 1u)
 #define MIN_TENSOR_INFO_BYTES   (8u + 4u + 4u + 8u)
 
 enum {

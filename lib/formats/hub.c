@@ -27,6 +27,7 @@
 #define HUB_MAX_ENTRIES      100000     /* entries in a whole snapshot */
 #define HUB_MAX_BLOBS        1000000    /* entries in blobs/ scanned for *.incomplete */
 #define HUB_REF_MAX          4096
+#define HUB_STUB_MAX         PATH_MAX   /* a link stub holds one path */
 #define HUB_REV_LEN          40
 
 static bool has_prefix(const char *s, const char *prefix) {
@@ -45,57 +46,6 @@ static bool is_lower_hex(const char *s, size_t n) {
         return true;
 }
 
-/* Role and format of a model file from its base name; false for files that are
- * not model material (README.md, .gitattributes, images), which are not read.
- * TODO(lead): the directory layout needs the same table; it belongs in
- * model.c as mp_classify_file_name(). */
-static bool classify_file_name(const char *name, mp_file_role *ret_role, mp_format *ret_format) {
-        static const struct {
-                const char *name;
-                mp_file_role role;
-                mp_format format;
-        } exact[] = {
-                { "model.safetensors.index.json", MP_ROLE_INDEX,     MP_FORMAT_JSON },
-                { "pytorch_model.bin.index.json", MP_ROLE_INDEX,     MP_FORMAT_JSON },
-                { "config.json",                  MP_ROLE_CONFIG,    MP_FORMAT_JSON },
-                { "generation_config.json",       MP_ROLE_CONFIG,    MP_FORMAT_JSON },
-                { "tokenizer.json",               MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
-                { "tokenizer_config.json",        MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
-                { "special_tokens_map.json",      MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
-                { "added_tokens.json",            MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
-                { "vocab.json",                   MP_ROLE_TOKENIZER, MP_FORMAT_JSON },
-                { "merges.txt",                   MP_ROLE_TOKENIZER, MP_FORMAT_TEXT },
-                { "tokenizer.model",              MP_ROLE_TOKENIZER, MP_FORMAT_SENTENCEPIECE },
-        };
-
-        assert(name);
-        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
-                if (strcmp(name, exact[i].name) == 0) {
-                        *ret_role = exact[i].role;
-                        *ret_format = exact[i].format;
-                        return true;
-                }
-
-        /* Sharded indexes under other prefixes (e.g. diffusers' "diffusion_pytorch_model"). */
-        if (has_suffix(name, ".safetensors.index.json") ||
-            (has_prefix(name, "pytorch_model") && has_suffix(name, ".bin.index.json"))) {
-                *ret_role = MP_ROLE_INDEX;
-                *ret_format = MP_FORMAT_JSON;
-                return true;
-        }
-
-        *ret_role = MP_ROLE_WEIGHTS;
-        if (has_suffix(name, ".safetensors"))
-                *ret_format = MP_FORMAT_SAFETENSORS;
-        else if (has_suffix(name, ".gguf"))
-                *ret_format = MP_FORMAT_GGUF;
-        else if ((has_prefix(name, "pytorch_model") && has_suffix(name, ".bin")) ||
-                 has_suffix(name, ".pt") || has_suffix(name, ".pth"))
-                *ret_format = MP_FORMAT_PYTORCH_ZIP;
-        else
-                return false;
-        return true;
-}
 
 /* What the blob's name promises about its content: LFS files are named by
  * their SHA-256, small git files by their git blob SHA-1. */
@@ -302,11 +252,16 @@ static int read_ref_main(const char *repo, char **ret, mp_error *err) {
         if (!ref)
                 return mp_error_set(err, -ENOMEM, repo, -1, "out of memory");
 
+        /* stat() first: opening a FIFO planted as refs/main would block. */
         struct stat st;
-        if (lstat(ref, &st) < 0 && errno == ENOENT) {
+        if (stat(ref, &st) < 0) {
+                if (errno != ENOENT)
+                        return mp_error_set(err, -errno, ref, -1, "cannot stat: %s", strerror(errno));
                 *ret = NULL;
                 return 0;
         }
+        if (!S_ISREG(st.st_mode))
+                return mp_error_set(err, -EBADMSG, ref, -1, "not a regular file");
 
         _cleanup_(freep) char *buf = NULL;
         size_t len = 0;
@@ -402,7 +357,8 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
         if (r < 0)
                 return mp_error_set(err, r, path, -1, "cannot make the path absolute: %s", strerror(-r));
 
-        _cleanup_(freep) char *parent = NULL, *grandparent = NULL;
+        _cleanup_(freep) char *parent = NULL;
+        _cleanup_(freep) char *grandparent = NULL;
         r = path_parent(real, &parent);
         if (r >= 0)
                 r = path_parent(parent, &grandparent);
@@ -438,8 +394,7 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
                 r = read_ref_main(loc->repo, &loc->revision, err);
                 if (r < 0)
                         return r;
-                bool from_ref = loc->revision;
-                if (!from_ref) {
+                if (!loc->revision) {
                         r = pick_snapshot(loc->repo, &loc->revision, err);
                         if (r < 0)
                                 return r;
@@ -484,7 +439,7 @@ static void hub_walk_clear(hub_walk *w) {
 static int add_file(hub_walk *w, const char *path, const char *rel, uint64_t size, const char *blob_name) {
         mp_file_role role;
         mp_format format;
-        if (!classify_file_name(base_name(rel), &role, &format))
+        if (!mp_classify_file_name(base_name(rel), &role, &format))
                 return 0;
 
         int i = mp_model_add_file(w->m, path, rel, role, format, size);
@@ -500,36 +455,39 @@ static int add_file(hub_walk *w, const char *path, const char *rel, uint64_t siz
         return 0;
 }
 
+/* A finding about file; target, when not empty, is where a link points. */
 static int finding(hub_walk *w, mp_finding_kind kind, const char *file, const char *what, const char *target) {
         char t[256];
         sanitize(t, sizeof(t), target);
-        int r = mp_model_add_finding(w->m, kind, file, -1, "%s (-> %s)", what, t);
+        int r = mp_model_add_finding(w->m, kind, file, -1, "%s%s%s%s", what, *t ? " (-> " : "", t, *t ? ")" : "");
         if (r < 0)
                 return mp_error_set(w->err, r, file, -1, "out of memory");
         return 0;
 }
 
-/* A snapshot entry that is a symlink: added only if it leads to a regular
- * file directly inside this repo's blobs/, judged first on paper, then with
- * realpath() on the unnormalized target so that the kernel's view of ".."
- * across links is what counts. */
-static int add_link(hub_walk *w, const char *dir, const char *full, const char *rel) {
-        char target[PATH_MAX];
-        ssize_t n = readlink(full, target, sizeof(target));
-        if (n < 0)
-                return mp_error_set(w->err, -errno, full, -1, "cannot read link: %s", strerror(errno));
-        if ((size_t) n >= sizeof(target))
-                return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot link target too long", "");
-        target[n] = 0;
-        if (n == 0)
-                return finding(w, MP_FINDING_SUSPICIOUS, full, "empty snapshot link", "");
-
+/* target resolved on paper from dir: 1 if it lands directly in this repo's
+ * blobs/ (as resolved or as the user spelled the repo), 0 if not.  *ret_joined
+ * is the unnormalized absolute target, for realpath(). */
+static int target_in_blobs(const hub_walk *w, const char *dir, const char *target, char **ret_joined) {
         _cleanup_(freep) char *joined = target[0] == '/' ? strdup(target) : path_join(dir, target);
         _cleanup_(freep) char *lexical = NULL;
         if (!joined || path_normalize(joined, &lexical) < 0)
-                return mp_error_set(w->err, -ENOMEM, full, -1, "out of memory");
+                return -ENOMEM;
 
-        if (!is_direct_child(lexical, w->blobs[0]) && !(w->blobs[1] && is_direct_child(lexical, w->blobs[1])))
+        *ret_joined = TAKE_PTR(joined);
+        return is_direct_child(lexical, w->blobs[0]) || (w->blobs[1] && is_direct_child(lexical, w->blobs[1]));
+}
+
+/* A snapshot entry that is a link (or a link stub, see add_regular()):
+ * added only if it leads to a regular file directly inside this repo's
+ * blobs/, judged first on paper, then with realpath() on the unnormalized
+ * target so that the kernel's view of ".." across links is what counts. */
+static int add_target(hub_walk *w, const char *dir, const char *full, const char *rel, const char *target) {
+        _cleanup_(freep) char *joined = NULL;
+        int r = target_in_blobs(w, dir, target, &joined);
+        if (r < 0)
+                return mp_error_set(w->err, r, full, -1, "out of memory");
+        if (r == 0)
                 return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot link escapes the repo", target);
 
         _cleanup_(freep) char *real = realpath(joined, NULL);
@@ -553,17 +511,65 @@ static int add_link(hub_walk *w, const char *dir, const char *full, const char *
 
         mp_file_role role;
         mp_format format;
-        if (!classify_file_name(base_name(rel), &role, &format))
+        if (!mp_classify_file_name(base_name(rel), &role, &format))
                 return 0;
 
         /* A cache blob always carries its digest in its name: one that does
          * not cannot be verified, which is worth hearing about. */
         if (expect_from_blob_name(base_name(real)) == MP_EXPECT_NONE) {
-                int r = finding(w, MP_FINDING_SUSPICIOUS, full, "blob name is not a content digest", real);
+                r = finding(w, MP_FINDING_SUSPICIOUS, full, "blob name is not a content digest", real);
                 if (r < 0)
                         return r;
         }
         return add_file(w, real, rel, (uint64_t) st.st_size, base_name(real));
+}
+
+static int add_link(hub_walk *w, const char *dir, const char *full, const char *rel) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(full, target, sizeof(target));
+        if (n < 0)
+                return mp_error_set(w->err, -errno, full, -1, "cannot read link: %s", strerror(errno));
+        if ((size_t) n >= sizeof(target))
+                return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot link target too long", "");
+        if (n == 0)
+                return finding(w, MP_FINDING_SUSPICIOUS, full, "empty snapshot link", "");
+        target[n] = 0;
+        return add_target(w, dir, full, rel, target);
+}
+
+/* A regular file in a snapshot is either a copy of the blob (tools that do
+ * not link; nothing to verify) or a link stub: a cache copied with a tool
+ * that does not keep symlinks (git with core.symlinks=false, some archivers)
+ * leaves small files holding the link target, "../../blobs/<name>".  A stub
+ * is followed only when its text, resolved on paper, lands in blobs/; any
+ * other content is the file's own. */
+static int add_regular(hub_walk *w, const char *dir, const char *full, const char *rel, const struct stat *st) {
+        mp_file_role role;
+        mp_format format;
+        if (!mp_classify_file_name(base_name(rel), &role, &format))
+                return 0;
+
+        if (st->st_size > 0 && st->st_size < HUB_STUB_MAX) {
+                _cleanup_(freep) char *buf = NULL;
+                size_t len = 0;
+                int r = mp_read_file_limited(full, full, HUB_STUB_MAX, &buf, &len, w->err);
+                if (r < 0)
+                        return r;
+                if (len > 0 && buf[len - 1] == '\n')
+                        buf[--len] = 0;
+
+                bool text = len > 0;
+                for (size_t i = 0; i < len && text; i++)
+                        text = (unsigned char) buf[i] >= 0x20 && buf[i] != 0x7f;
+
+                _cleanup_(freep) char *joined = NULL;
+                r = text ? target_in_blobs(w, dir, buf, &joined) : 0;
+                if (r < 0)
+                        return mp_error_set(w->err, r, full, -1, "out of memory");
+                if (r > 0)
+                        return add_target(w, dir, full, rel, buf);
+        }
+        return add_file(w, full, rel, (uint64_t) st->st_size, NULL);
 }
 
 static int walk_dir(hub_walk *w, const char *dir, const char *rel_prefix, unsigned depth);
@@ -583,15 +589,14 @@ static int walk_entry(hub_walk *w, const char *dir, const char *rel_prefix, cons
 
         if (S_ISDIR(st.st_mode)) {
                 if (depth >= HUB_MAX_DEPTH)
-                        return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot nested too deeply: not read",
-                                       rel);
+                        return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot nested too deeply: not read", "");
                 return walk_dir(w, full, rel, depth + 1);
         }
         if (S_ISLNK(st.st_mode))
                 return add_link(w, dir, full, rel);
-        if (S_ISREG(st.st_mode))        /* copied in by a tool instead of linked: nothing to verify */
-                return add_file(w, full, rel, (uint64_t) st.st_size, NULL);
-        return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot entry is not a file, link or directory", rel);
+        if (S_ISREG(st.st_mode))
+                return add_regular(w, dir, full, rel, &st);
+        return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot entry is not a file, link or directory", "");
 }
 
 static int walk_dir(hub_walk *w, const char *dir, const char *rel_prefix, unsigned depth) {
@@ -690,7 +695,8 @@ bool mp_hub_detect(const char *path) {
                 return s && stat(s, &st) == 0 && S_ISDIR(st.st_mode);
         }
 
-        _cleanup_(freep) char *parent = NULL, *grandparent = NULL;
+        _cleanup_(freep) char *parent = NULL;
+        _cleanup_(freep) char *grandparent = NULL;
         if (path_parent(real, &parent) < 0 || path_parent(parent, &grandparent) < 0)
                 return false;
         return strcmp(base_name(parent), "snapshots") == 0 && repo_dir_kind(base_name(grandparent)) > 0;

@@ -205,26 +205,24 @@ static int get_size(const manifest_ctx *c, const json_t *obj, const char *field,
 static int find_blob(manifest_ctx *c, const char *field, const char *hex, char **ret_path, uint64_t *ret_size) {
         *ret_path = NULL;
 
-        /* Ollama names blobs sha256-<hex>; releases before 0.1.?? used
-         * sha256:<hex>, which some old stores still hold. */
+        /* Ollama names blobs sha256-<hex>; older releases wrote
+         * sha256:<hex>, which long-lived stores may still hold. */
+        static const char *const separators[] = { "-", ":" };
         _cleanup_(freep) char *path = NULL;
         struct stat st;
-        int r = 0;
-        for (const char *sep = "-"; sep; sep = *sep == '-' ? ":" : NULL) {
+        int r = -ENOENT;
+        for (size_t i = 0; i < ELEMENTSOF(separators) && r == -ENOENT; i++) {
                 free(path);
-                path = NULL;
-                if (asprintf(&path, "%s/blobs/sha256%s%s", c->store, sep, hex) < 0)
+                if (asprintf(&path, "%s/blobs/sha256%s%s", c->store, separators[i], hex) < 0) {
+                        path = NULL;
                         return mp_error_set(c->err, -ENOMEM, c->label, -1, "out of memory");
+                }
                 r = lstat(path, &st) < 0 ? -errno : 0;
-                if (r != -ENOENT)
-                        break;
         }
-        int64_t at = -1;
-        {
-                char digest[8 + 64 + 1];
-                snprintf(digest, sizeof(digest), "sha256:%s", hex);
-                at = locate_value(c, digest);
-        }
+
+        char digest[sizeof(DIGEST_PREFIX) + 64];
+        snprintf(digest, sizeof(digest), DIGEST_PREFIX "%s", hex);
+        int64_t at = locate_value(c, digest);
         if (r == -ENOENT)
                 return mp_error_set(c->err, -ENOENT, c->label, at, "%s: blob sha256:%s is missing (%s/blobs)",
                                     field, hex, c->store);
@@ -249,7 +247,8 @@ static int find_blob(manifest_ctx *c, const char *field, const char *hex, char *
                         return mp_error_set(c->err, -errno, path, -1, "cannot stat blob: %s", strerror(errno));
         }
         if (!S_ISREG(st.st_mode))
-                return mp_error_set(c->err, -EBADMSG, path, -1, "blob is not a regular file");
+                return mp_error_set(c->err, -EBADMSG, c->label, at, "%s: blob %s is not a regular file", field,
+                                    path);
 
         *ret_size = (uint64_t) st.st_size;
         *ret_path = TAKE_PTR(path);
@@ -431,6 +430,13 @@ int mp_ollama_collect(mp_model *m, const char *manifest_path, mp_error *err) {
                                     "(STORE/manifests/REGISTRY/NAMESPACE/MODEL/TAG)");
         if (r < 0)
                 return mp_error_set(err, r, manifest_path, -1, "cannot resolve: %s", strerror(-r));
+
+        /* stat() first: opening a FIFO planted as a manifest would block. */
+        struct stat st;
+        if (stat(loc.path, &st) < 0)
+                return mp_error_set(err, -errno, manifest_path, -1, "cannot stat: %s", strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return mp_error_set(err, -EBADMSG, manifest_path, -1, "not a regular file");
 
         _cleanup_(freep) char *text = NULL;
         size_t len = 0;

@@ -43,8 +43,10 @@ static const char *sanitize(const char *in, char out[static SAFE_MAX]) {
 
         for (; in[i] && i < SAFE_MAX - 4; i++)
                 out[i] = ((unsigned char) in[i] < 0x20 || in[i] == 0x7f) ? '?' : in[i];
-        if (in[i])
-                memcpy(out + i, "...", 3), i += 3;
+        if (in[i]) {
+                memcpy(out + i, "...", 3);
+                i += 3;
+        }
         out[i] = 0;
         return out;
 }

@@ -25,6 +25,12 @@
  * piece costs protobuf-c ~100 bytes, so this also bounds memory. */
 #define SPM_MAX_PIECES (1u * 1024 * 1024)
 
+/* protobuf-c allocates for every field it meets, known or not, and a field
+ * may repeat.  A real model has piece, score and type per piece, and a few
+ * hundred other fields (trainer_spec, normalizer_spec, self-test data). */
+#define SPM_MAX_PIECE_FIELDS 8
+#define SPM_MAX_OTHER_FIELDS 4096
+
 /* Cumulative bytes protobuf-c may allocate while decoding (its scratch
  * arrays included): a 1M-piece model needs about half of it. */
 #define SPM_DECODE_BUDGET (256u * 1024 * 1024)
@@ -140,20 +146,35 @@ static int pb_next(const char *label, const uint8_t *buf, size_t end, size_t *po
 }
 
 /* Refuses a known field with the wrong wire type (protobuf-c would fail
- * on it too, without saying where). */
-static int pb_check_wire(const char *label, const char *msg, const pb_field *f, const field_spec *spec,
-                         size_t n_spec, mp_error *err) {
-        for (size_t i = 0; i < n_spec; i++)
-                if (spec[i].number == f->number && spec[i].wire_type != f->wire_type)
-                        return mp_error_set(err, -EBADMSG, label, (int64_t) f->offset,
-                                            "%s.%s (field %u): wire type %u, expected %u", msg,
-                                            spec[i].name, f->number, f->wire_type, spec[i].wire_type);
+ * on it too, without saying where).  msg names the message, with [index]
+ * appended unless index is SIZE_MAX. */
+static int pb_check_wire(const char *label, const char *msg, size_t index, const pb_field *f,
+                         const field_spec *spec, size_t n_spec, mp_error *err) {
+        for (size_t i = 0; i < n_spec; i++) {
+                if (spec[i].number != f->number || spec[i].wire_type == f->wire_type)
+                        continue;
+
+                char idx[32] = "";
+                if (index != SIZE_MAX)
+                        snprintf(idx, sizeof(idx), "[%zu]", index);
+                return mp_error_set(err, -EBADMSG, label, (int64_t) f->offset,
+                                    "%s%s.%s (field %u): wire type %u, expected %u", msg, idx,
+                                    spec[i].name, f->number, f->wire_type, spec[i].wire_type);
+        }
+        return 0;
+}
+
+/* Counts one more field that is not a piece against SPM_MAX_OTHER_FIELDS. */
+static int count_other(const char *label, const pb_field *f, size_t *n_other, mp_error *err) {
+        if (++*n_other > SPM_MAX_OTHER_FIELDS)
+                return mp_error_set(err, -E2BIG, label, (int64_t) f->offset,
+                                    "more than %u fields besides the pieces", SPM_MAX_OTHER_FIELDS);
         return 0;
 }
 
 /* Checks every field of the submessage in field f against spec. */
 static int pb_check_message(const char *label, const char *msg, const uint8_t *buf, const pb_field *f,
-                            const field_spec *spec, size_t n_spec, mp_error *err) {
+                            const field_spec *spec, size_t n_spec, size_t *n_other, mp_error *err) {
         size_t pos = f->data, end = f->data + f->len;
 
         while (pos < end) {
@@ -161,7 +182,10 @@ static int pb_check_message(const char *label, const char *msg, const uint8_t *b
                 int r = pb_next(label, buf, end, &pos, &sub, err);
                 if (r < 0)
                         return r;
-                r = pb_check_wire(label, msg, &sub, spec, n_spec, err);
+                r = count_other(label, &sub, n_other, err);
+                if (r < 0)
+                        return r;
+                r = pb_check_wire(label, msg, SIZE_MAX, &sub, spec, n_spec, err);
                 if (r < 0)
                         return r;
         }
@@ -233,17 +257,18 @@ static int check_piece_string(const char *label, size_t index, const uint8_t *bu
 /* One SentencePiece submessage (field f of the ModelProto). */
 static int check_piece(const char *label, size_t index, const uint8_t *buf, const pb_field *f,
                        mp_error *err) {
-        size_t pos = f->data, end = f->data + f->len;
+        size_t pos = f->data, end = f->data + f->len, n_fields = 0;
         bool have_piece = false;
-        char msg[48];
 
-        snprintf(msg, sizeof(msg), "pieces[%zu]", index);
         while (pos < end) {
                 pb_field sub;
                 int r = pb_next(label, buf, end, &pos, &sub, err);
                 if (r < 0)
                         return r;
-                r = pb_check_wire(label, msg, &sub, piece_fields, ELEMENTSOF(piece_fields), err);
+                if (++n_fields > SPM_MAX_PIECE_FIELDS)
+                        return mp_error_set(err, -E2BIG, label, (int64_t) sub.offset,
+                                            "pieces[%zu]: more than %u fields", index, SPM_MAX_PIECE_FIELDS);
+                r = pb_check_wire(label, "pieces", index, &sub, piece_fields, ELEMENTSOF(piece_fields), err);
                 if (r < 0)
                         return r;
                 if (sub.number == 1) {
@@ -261,7 +286,7 @@ static int check_piece(const char *label, size_t index, const uint8_t *buf, cons
 
 /* Walks the top-level ModelProto; returns the number of pieces. */
 static int check_model(const char *label, const uint8_t *buf, size_t len, size_t *ret, mp_error *err) {
-        size_t pos = 0, n_pieces = 0;
+        size_t pos = 0, n_pieces = 0, n_other = 0;
         int r;
 
         while (pos < len) {
@@ -270,9 +295,15 @@ static int check_model(const char *label, const uint8_t *buf, size_t len, size_t
                 r = pb_next(label, buf, len, &pos, &f, err);
                 if (r < 0)
                         return r;
-                r = pb_check_wire(label, "ModelProto", &f, model_fields, ELEMENTSOF(model_fields), err);
+                r = pb_check_wire(label, "ModelProto", SIZE_MAX, &f, model_fields, ELEMENTSOF(model_fields),
+                                  err);
                 if (r < 0)
                         return r;
+                if (f.number != 1) {
+                        r = count_other(label, &f, &n_other, err);
+                        if (r < 0)
+                                return r;
+                }
 
                 switch (f.number) {
                 case 1:
@@ -284,11 +315,11 @@ static int check_model(const char *label, const uint8_t *buf, size_t len, size_t
                         break;
                 case 2:
                         r = pb_check_message(label, "trainer_spec", buf, &f, trainer_fields,
-                                             ELEMENTSOF(trainer_fields), err);
+                                             ELEMENTSOF(trainer_fields), &n_other, err);
                         break;
                 case 3:
                         r = pb_check_message(label, "normalizer_spec", buf, &f, normalizer_fields,
-                                             ELEMENTSOF(normalizer_fields), err);
+                                             ELEMENTSOF(normalizer_fields), &n_other, err);
                         break;
                 default:
                         r = 0;  /* unknown fields are skipped, as protobuf does */
@@ -343,7 +374,7 @@ static mp_tokenizer_kind spm_kind(const Modelprov__Spm__TrainerSpec *ts) {
 
 int mp_sentencepiece_parse(const char *label, const uint8_t *buf, size_t len, mp_tokenizer **ret,
                            mp_error *err) {
-        _cleanup_(model_proto_freep) Modelprov__Spm__ModelProto *mp = NULL;
+        _cleanup_(model_proto_freep) Modelprov__Spm__ModelProto *proto = NULL;
         _cleanup_(mp_tokenizer_freep) mp_tokenizer *t = NULL;
         size_t n_pieces = 0;
         int r;
@@ -369,27 +400,28 @@ int mp_sentencepiece_parse(const char *label, const uint8_t *buf, size_t len, mp
                 .free = budget_free,
                 .allocator_data = &b,
         };
-        mp = modelprov__spm__model_proto__unpack(&allocator, len, buf);
-        if (!mp) {
+        proto = modelprov__spm__model_proto__unpack(&allocator, len, buf);
+        if (!proto) {
                 if (b.exceeded)
                         return mp_error_set(err, -E2BIG, label, -1, "decoding needs more than %u MiB",
                                             SPM_DECODE_BUDGET / 1024 / 1024);
                 return mp_error_set(err, -EBADMSG, label, -1, "not a sentencepiece model");
         }
-        if (mp->n_pieces != n_pieces)   /* the walk above and protobuf-c disagree */
+        if (proto->n_pieces != n_pieces)   /* the walk above and protobuf-c disagree */
                 return mp_error_set(err, -EBADMSG, label, -1, "not a sentencepiece model");
 
-        t = mp_tokenizer_new(spm_kind(mp->trainer_spec), label);
+        t = mp_tokenizer_new(spm_kind(proto->trainer_spec), label);
         if (!t)
                 return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
 
-        for (size_t i = 0; i < mp->n_pieces; i++) {
-                const Modelprov__Spm__ModelProto__SentencePiece *p = mp->pieces[i];
+        for (size_t i = 0; i < proto->n_pieces; i++) {
+                const Modelprov__Spm__ModelProto__SentencePiece *p = proto->pieces[i];
 
                 /* Checked by check_piece(); kept against a protobuf-c that
                  * decodes differently. */
                 if (!p->piece || !p->piece[0])
-                        return mp_error_set(err, -EBADMSG, label, -1, "pieces[%zu]: empty or missing piece", i);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "pieces[%zu]: empty or missing piece", i);
 
                 r = mp_tokenizer_set_token(t, i, p->piece, strlen(p->piece));
                 if (r < 0)
@@ -402,8 +434,8 @@ int mp_sentencepiece_parse(const char *label, const uint8_t *buf, size_t len, mp
         }
 
         /* byte_fallback is a proto2 bool defaulting to false. */
-        t->byte_fallback = mp->trainer_spec && mp->trainer_spec->has_byte_fallback &&
-                           mp->trainer_spec->byte_fallback;
+        t->byte_fallback = proto->trainer_spec && proto->trainer_spec->has_byte_fallback &&
+                           proto->trainer_spec->byte_fallback;
 
         *ret = TAKE_PTR(t);
         return 0;

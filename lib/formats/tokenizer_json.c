@@ -28,10 +28,12 @@ int mp_tokenizer_vocab_object_apply(mp_tokenizer *t, const char *label, const ch
  * bytes, each possibly escaped to 4 characters, plus "..." and the NUL. */
 #define QUOTE_SIZE (40 * 4 + 4)
 
-/* jansson needs roughly 40-80 bytes per JSON value, so the number of values
- * bounds the memory a hostile file can make us allocate.  Real tokenizer.json
- * files stay far below: a 256k-piece Unigram vocabulary is ~800k values, a
- * 150k BPE vocabulary with its merges ~450k. */
+/* jansson needs ~40 (integers) to ~90 (short strings) bytes per JSON
+ * value, so the number of values bounds the memory a hostile file can make
+ * us allocate (at this limit at most ~750 MiB, against ~6 GiB for 256 MiB of
+ * "1,1,1...").  Real tokenizer.json files stay well below: a 256k-piece
+ * Unigram vocabulary is ~800k values, a 128k BPE vocabulary with 280k merges
+ * written as [A, B] pairs ~1M. */
 #define JSON_MAX_VALUES (8u * 1024 * 1024)
 
 /* A joined pre-tokenizer description longer than this is not a real one. */
@@ -133,36 +135,59 @@ int mp_tokenizer_json_load(const char *label, const char *buf, size_t len, json_
         return 0;
 }
 
+/* Names a vocabulary entry in messages: path["key"] or path[index].  Only
+ * formatted when something is reported, so that large vocabularies are not
+ * quoted entry by entry. */
+typedef struct entry_name {
+        const char *path;
+        const char *key;        /* NULL: use index */
+        size_t index;
+} entry_name;
+
+#define ENTRY_NAME_SIZE (QUOTE_SIZE + 64)
+
+static const char *entry_name_format(const entry_name *n, char buf[static ENTRY_NAME_SIZE]) {
+        char q[QUOTE_SIZE];
+
+        if (n->key)
+                snprintf(buf, ENTRY_NAME_SIZE, "%s[\"%s\"]", n->path,
+                         mp_tokenizer_quote(q, sizeof(q), n->key, strlen(n->key)));
+        else
+                snprintf(buf, ENTRY_NAME_SIZE, "%s[%zu]", n->path, n->index);
+        return buf;
+}
+
 /* Stores tokens[id] = s, refusing to silently replace a different token:
  * two strings claiming one id means the file is inconsistent.  The same
  * string again is fine (added_tokens re-declare vocabulary entries). */
-static int put_token(mp_tokenizer *t, const char *label, const char *what, json_int_t id,
+static int put_token(mp_tokenizer *t, const char *label, const entry_name *name, json_int_t id,
                      const char *s, size_t len, mp_error *err) {
-        char q[QUOTE_SIZE], q2[QUOTE_SIZE];
+        char w[ENTRY_NAME_SIZE], q[QUOTE_SIZE], q2[QUOTE_SIZE];
 
         if (id < 0)
-                return mp_error_set(err, -EBADMSG, label, -1, "%s: id %lld is negative", what,
-                                    (long long) id);
+                return mp_error_set(err, -EBADMSG, label, -1, "%s: id %lld is negative",
+                                    entry_name_format(name, w), (long long) id);
         if ((unsigned long long) id >= MP_TOKENIZER_MAX_TOKENS)
                 return mp_error_set(err, -E2BIG, label, -1, "%s: id %lld exceeds the limit of %u tokens",
-                                    what, (long long) id, MP_TOKENIZER_MAX_TOKENS);
+                                    entry_name_format(name, w), (long long) id, MP_TOKENIZER_MAX_TOKENS);
         if (len > MP_TOKENIZER_MAX_TOKEN_LEN)
                 return mp_error_set(err, -E2BIG, label, -1, "%s: token is %zu bytes, more than %d",
-                                    what, len, MP_TOKENIZER_MAX_TOKEN_LEN);
+                                    entry_name_format(name, w), len, MP_TOKENIZER_MAX_TOKEN_LEN);
 
         size_t i = (size_t) id;
         if (i < t->n_tokens && t->tokens[i]) {
                 if (strlen(t->tokens[i]) == len && memcmp(t->tokens[i], s, len) == 0)
                         return 0;
                 return mp_error_set(err, -EBADMSG, label, -1, "%s: id %zu of \"%s\" is already \"%s\"",
-                                    what, i, mp_tokenizer_quote(q, sizeof(q), s, len),
+                                    entry_name_format(name, w), i, mp_tokenizer_quote(q, sizeof(q), s, len),
                                     mp_tokenizer_quote(q2, sizeof(q2), t->tokens[i],
                                                        strlen(t->tokens[i])));
         }
 
         int r = mp_tokenizer_set_token(t, i, s, len);
         if (r < 0)
-                return mp_error_set(err, r, label, -1, "%s: cannot store token: %s", what, strerror(-r));
+                return mp_error_set(err, r, label, -1, "%s: cannot store token: %s",
+                                    entry_name_format(name, w), strerror(-r));
         return 0;
 }
 
@@ -177,17 +202,19 @@ int mp_tokenizer_vocab_object_apply(mp_tokenizer *t, const char *label, const ch
         assert(path);
 
         if (!json_is_object(vocab))
-                return mp_error_set(err, -EBADMSG, label, -1, "%s: not an object", path[0] ? path : "top level");
+                return mp_error_set(err, -EBADMSG, label, -1, "%s: not an object",
+                                    path[0] ? path : "top level");
 
         json_object_foreach(vocab, key, value) {
-                char q[QUOTE_SIZE], what[QUOTE_SIZE + 64];
-                size_t len = strlen(key);   /* jansson refuses NUL in keys */
+                entry_name name = { .path = path, .key = key };
+                char w[ENTRY_NAME_SIZE];
 
-                snprintf(what, sizeof(what), "%s[\"%s\"]", path, mp_tokenizer_quote(q, sizeof(q), key, len));
                 if (!json_is_integer(value))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s: id is not an integer", what);
+                        return mp_error_set(err, -EBADMSG, label, -1, "%s: id is not an integer",
+                                            entry_name_format(&name, w));
 
-                int r = put_token(t, label, what, json_integer_value(value), key, len, err);
+                /* jansson refuses NUL in keys: strlen() is the length. */
+                int r = put_token(t, label, &name, json_integer_value(value), key, strlen(key), err);
                 if (r < 0)
                         return r;
         }
@@ -206,19 +233,21 @@ static int unigram_vocab_apply(mp_tokenizer *t, const char *label, json_t *vocab
                                     json_array_size(vocab), MP_TOKENIZER_MAX_TOKENS);
 
         json_array_foreach(vocab, i, entry) {
-                char what[64];
+                entry_name name = { .path = "model.vocab", .index = i };
 
-                snprintf(what, sizeof(what), "model.vocab[%zu]", i);
                 if (!json_is_array(entry) || json_array_size(entry) != 2)
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s: not a [piece, score] pair", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "model.vocab[%zu]: not a [piece, score] pair", i);
 
                 json_t *piece = json_array_get(entry, 0), *score = json_array_get(entry, 1);
                 if (!json_is_string(piece))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s[0]: piece is not a string", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "model.vocab[%zu][0]: piece is not a string", i);
                 if (!json_is_number(score))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s[1]: score is not a number", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "model.vocab[%zu][1]: score is not a number", i);
 
-                int r = put_token(t, label, what, (json_int_t) i, json_string_value(piece),
+                int r = put_token(t, label, &name, (json_int_t) i, json_string_value(piece),
                                   json_string_length(piece), err);
                 if (r < 0)
                         return r;
@@ -226,46 +255,50 @@ static int unigram_vocab_apply(mp_tokenizer *t, const char *label, json_t *vocab
         return 0;
 }
 
-static int vocab_has(json_t *vocab, const char *s, size_t len) {
-        return json_object_getn(vocab, s, len) != NULL;
+/* Splits a merge "A B" at its only space; false unless A and B are
+ * non-empty and there is exactly one space. */
+static bool merge_split(const char *s, size_t len, size_t *ret_alen) {
+        const char *sp = memchr(s, ' ', len);
+
+        if (!sp || sp == s || sp + 1 == s + len || memchr(sp + 1, ' ', len - (size_t) (sp - s) - 1))
+                return false;
+        *ret_alen = (size_t) (sp - s);
+        return true;
 }
 
 /* Checks one merge "A B" / [A, B]: both parts must be vocabulary tokens, as
  * the HF loader requires. */
 static int merge_check(const char *label, json_t *vocab, size_t i, json_t *m, mp_error *err) {
-        const char *a, *b;
-        size_t alen, blen;
+        const char *part[2];
+        size_t len[2];
         char q[QUOTE_SIZE];
 
         if (json_is_string(m)) {
                 const char *s = json_string_value(m);
-                size_t len = json_string_length(m);
-                const char *sp = memchr(s, ' ', len);
+                size_t n = json_string_length(m);
 
-                if (!sp || memchr(sp + 1, ' ', len - (size_t) (sp - s) - 1) || sp == s || sp + 1 == s + len)
+                if (!merge_split(s, n, &len[0]))
                         return mp_error_set(err, -EBADMSG, label, -1,
                                             "model.merges[%zu]: \"%s\" is not two tokens separated by one space",
-                                            i, mp_tokenizer_quote(q, sizeof(q), s, len));
-                a = s;
-                alen = (size_t) (sp - s);
-                b = sp + 1;
-                blen = len - alen - 1;
+                                            i, mp_tokenizer_quote(q, sizeof(q), s, n));
+                part[0] = s;
+                part[1] = s + len[0] + 1;
+                len[1] = n - len[0] - 1;
         } else if (json_is_array(m) && json_array_size(m) == 2 &&
                    json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
-                a = json_string_value(json_array_get(m, 0));
-                alen = json_string_length(json_array_get(m, 0));
-                b = json_string_value(json_array_get(m, 1));
-                blen = json_string_length(json_array_get(m, 1));
+                for (size_t k = 0; k < 2; k++) {
+                        part[k] = json_string_value(json_array_get(m, k));
+                        len[k] = json_string_length(json_array_get(m, k));
+                }
         } else
                 return mp_error_set(err, -EBADMSG, label, -1,
                                     "model.merges[%zu]: neither a \"A B\" string nor an [A, B] pair", i);
 
-        if (!vocab_has(vocab, a, alen))
-                return mp_error_set(err, -EBADMSG, label, -1, "model.merges[%zu]: \"%s\" is not in model.vocab",
-                                    i, mp_tokenizer_quote(q, sizeof(q), a, alen));
-        if (!vocab_has(vocab, b, blen))
-                return mp_error_set(err, -EBADMSG, label, -1, "model.merges[%zu]: \"%s\" is not in model.vocab",
-                                    i, mp_tokenizer_quote(q, sizeof(q), b, blen));
+        for (size_t k = 0; k < 2; k++)
+                if (!json_object_getn(vocab, part[k], len[k]))
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "model.merges[%zu]: \"%s\" is not in model.vocab", i,
+                                            mp_tokenizer_quote(q, sizeof(q), part[k], len[k]));
         return 0;
 }
 
@@ -410,22 +443,24 @@ static int added_tokens_apply(mp_tokenizer *t, const char *label, json_t *added,
                 return mp_error_set(err, -EBADMSG, label, -1, "added_tokens: not an array");
 
         json_array_foreach(added, i, a) {
-                char what[64];
+                entry_name name = { .path = "added_tokens", .index = i };
 
-                snprintf(what, sizeof(what), "added_tokens[%zu]", i);
                 if (!json_is_object(a))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s: not an object", what);
+                        return mp_error_set(err, -EBADMSG, label, -1, "added_tokens[%zu]: not an object", i);
 
                 json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
                 json_t *special = json_object_get(a, "special");
                 if (!json_is_integer(id))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s.id: missing or not an integer", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "added_tokens[%zu].id: missing or not an integer", i);
                 if (!json_is_string(content))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s.content: missing or not a string", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "added_tokens[%zu].content: missing or not a string", i);
                 if (special && !json_is_boolean(special))
-                        return mp_error_set(err, -EBADMSG, label, -1, "%s.special: not a boolean", what);
+                        return mp_error_set(err, -EBADMSG, label, -1,
+                                            "added_tokens[%zu].special: not a boolean", i);
 
-                int r = put_token(t, label, what, json_integer_value(id), json_string_value(content),
+                int r = put_token(t, label, &name, json_integer_value(id), json_string_value(content),
                                   json_string_length(content), err);
                 if (r < 0)
                         return r;

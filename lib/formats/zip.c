@@ -143,8 +143,8 @@ static int read_zip64(const mp_source *src, uint64_t loc_off, const uint8_t loc[
 }
 
 static int read_end_records(const mp_source *src, zip_dir *d, mp_error *err) {
-        uint8_t rec[EOCD_SIZE];
-        uint64_t eocd;
+        uint8_t rec[EOCD_SIZE] = {0};
+        uint64_t eocd = 0;
         int r;
 
         if (src->size < EOCD_SIZE)
@@ -252,8 +252,9 @@ static int span_cmp(const void *a, const void *b) {
  * also insists. */
 static int read_local_header(const mp_source *src, uint64_t lho, uint16_t method, mp_zip_entry *e,
                              size_t name_len, uint8_t *scratch, mp_error *err) {
-        uint8_t h[LFH_SIZE];
-        int r = mp_source_pread(src, h, sizeof(h), lho, err);
+        /* header and name in one read: scratch holds 30 + 65535 bytes */
+        const uint8_t *h = scratch;
+        int r = mp_source_pread(src, scratch, LFH_SIZE + name_len, lho, err);
         if (r < 0)
                 return r;
         if (rd32(h) != LFH_SIG)
@@ -263,31 +264,54 @@ static int read_local_header(const mp_source *src, uint64_t lho, uint16_t method
                 return mp_error_set(err, -EBADMSG, src->label, off64(lho + 8),
                                     "zip entry '%s': local header method %u differs from the central directory's %u",
                                     sname(e->name).s, rd16(h + 8), method);
-        if (rd16(h + 26) != name_len)
-                return mp_error_set(err, -EBADMSG, src->label, off64(lho + 26),
-                                    "zip entry '%s': local header name differs from the central directory", sname(e->name).s);
-        r = mp_source_pread(src, scratch, name_len, lho + LFH_SIZE, err);
-        if (r < 0)
-                return r;
-        if (memcmp(scratch, e->name, name_len) != 0)
+        if (rd16(h + 26) != name_len || memcmp(h + LFH_SIZE, e->name, name_len) != 0)
                 return mp_error_set(err, -EBADMSG, src->label, off64(lho + LFH_SIZE),
-                                    "zip entry '%s': local header name differs from the central directory", sname(e->name).s);
+                                    "zip entry '%s': local header name differs from the central directory",
+                                    sname(e->name).s);
 
         e->data_offset = lho + LFH_SIZE + name_len + rd16(h + 28);
         return 0;
 }
 
+/* The central directory is read through a window, not record by record:
+ * one read covers many entries. */
+#define CD_WINDOW (256u << 10)  /* > one entry: 46 + 3 * 65535 bytes */
+
+typedef struct cd_window {
+        uint8_t *buf;
+        uint64_t start;
+        size_t len;
+} cd_window;
+
+/* Points *ret at [at, at + n), which the caller checked is inside the
+ * directory ending at end. */
+static int cd_get(const mp_source *src, cd_window *w, uint64_t at, size_t n, uint64_t end, const uint8_t **ret,
+                  mp_error *err) {
+        assert(n <= CD_WINDOW && at + n <= end);
+
+        if (at < w->start || at + n > w->start + w->len) {
+                size_t len = end - at < CD_WINDOW ? (size_t) (end - at) : CD_WINDOW;
+                int r = mp_source_pread(src, w->buf, len, at, err);
+                if (r < 0)
+                        return r;
+                w->start = at;
+                w->len = len;
+        }
+        *ret = w->buf + (at - w->start);
+        return 0;
+}
+
 /* Parses the central directory entry at *pos (inside [.., cd_end)), then its
  * local header; advances *pos. */
-static int read_entry(const mp_source *src, const zip_dir *d, uint64_t *pos, mp_zip_entry *e, span *sp,
-                      uint8_t *scratch, mp_error *err) {
+static int read_entry(const mp_source *src, const zip_dir *d, cd_window *w, uint64_t *pos, mp_zip_entry *e,
+                      span *sp, uint8_t *scratch, mp_error *err) {
         uint64_t at = *pos, cd_end = d->cd_offset + d->cd_size;
-        uint8_t h[CDH_SIZE];
+        const uint8_t *h = NULL;
         int r;
 
         if (cd_end - at < CDH_SIZE)
                 return mp_error_set(err, -EBADMSG, src->label, off64(at), "central directory entry truncated");
-        r = mp_source_pread(src, h, sizeof(h), at, err);
+        r = cd_get(src, w, at, CDH_SIZE, cd_end, &h, err);
         if (r < 0)
                 return r;
         if (rd32(h) != CDH_SIG)
@@ -305,18 +329,19 @@ static int read_entry(const mp_source *src, const zip_dir *d, uint64_t *pos, mp_
         if (name_len == 0)
                 return mp_error_set(err, -EBADMSG, src->label, off64(at + 28), "zip entry with an empty name");
 
-        /* name and extra fit in scratch: both lengths are 16-bit */
-        r = mp_source_pread(src, scratch, (size_t) name_len + extra_len, at + CDH_SIZE, err);
+        /* the whole record, now that its length is known */
+        r = cd_get(src, w, at, CDH_SIZE + (size_t) name_len + extra_len, cd_end, &h, err);
         if (r < 0)
                 return r;
-        if (memchr(scratch, 0, name_len))
+        const uint8_t *name = h + CDH_SIZE, *extra = name + name_len;
+        if (memchr(name, 0, name_len))
                 return mp_error_set(err, -EBADMSG, src->label, off64(at + CDH_SIZE),
                                     "zip entry name contains a NUL byte");
-        e->name = strndup((const char *) scratch, name_len);
+        e->name = strndup((const char *) name, name_len);
         if (!e->name)
                 return mp_error_set(err, -ENOMEM, src->label, -1, "out of memory");
 
-        r = apply_zip64_extra(src, at, scratch + name_len, extra_len, &size, &csize, &lho, &disk, err);
+        r = apply_zip64_extra(src, at, extra, extra_len, &size, &csize, &lho, &disk, err);
         if (r < 0)
                 return r;
         if (flags & 0x0041)
@@ -358,6 +383,8 @@ static int read_entry(const mp_source *src, const zip_dir *d, uint64_t *pos, mp_
 /* Entries must not share bytes: overlapping records are how zip bombs and
  * "one file, two contents" tricks are built. */
 static int check_overlaps(const mp_source *src, const mp_zip *z, span *spans, mp_error *err) {
+        if (z->n_entries < 2)
+                return 0;
         for (size_t i = 0; i < z->n_entries; i++)
                 spans[i].index = i;
         qsort(spans, z->n_entries, sizeof(span), span_cmp);
@@ -374,7 +401,7 @@ int mp_zip_open(const mp_source *src, mp_zip *ret, mp_error *err) {
         assert(src);
         assert(ret);
 
-        zip_dir d;
+        zip_dir d = {0};
         int r = read_end_records(src, &d, err);
         if (r < 0)
                 return r;
@@ -394,19 +421,21 @@ int mp_zip_open(const mp_source *src, mp_zip *ret, mp_error *err) {
 
         mp_zip z = {0};
         _cleanup_(freep) span *spans = NULL;
-        _cleanup_(freep) uint8_t *scratch = malloc(2 * 65536);
+        _cleanup_(freep) uint8_t *scratch = malloc(LFH_SIZE + 65536);
+        _cleanup_(freep) uint8_t *window = malloc(CD_WINDOW);
+        cd_window w = { .buf = window };
         if (d.n_entries > 0) {
                 z.entries = calloc(d.n_entries, sizeof(mp_zip_entry));
                 spans = calloc(d.n_entries, sizeof(span));
         }
-        if (!scratch || (d.n_entries > 0 && (!z.entries || !spans))) {
+        if (!scratch || !window || (d.n_entries > 0 && (!z.entries || !spans))) {
                 free(z.entries);
                 return mp_error_set(err, -ENOMEM, src->label, -1, "out of memory");
         }
 
         uint64_t pos = d.cd_offset;
         for (; z.n_entries < d.n_entries; z.n_entries++) {
-                r = read_entry(src, &d, &pos, &z.entries[z.n_entries], &spans[z.n_entries], scratch, err);
+                r = read_entry(src, &d, &w, &pos, &z.entries[z.n_entries], &spans[z.n_entries], scratch, err);
                 if (r < 0) {
                         z.n_entries++;  /* free the name it may have set */
                         goto fail;

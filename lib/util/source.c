@@ -18,7 +18,7 @@ int mp_source_open(mp_source *src, const char *path, const char *label, mp_error
 
         *src = (mp_source) { .label = label ? label : path, .fd = -1 };
 
-        _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return mp_error_set(err, -errno, src->label, -1, "cannot open: %s", strerror(errno));
 

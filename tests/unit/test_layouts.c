@@ -5,6 +5,7 @@
  * exactly what the test says; the zoo's hub repo is checked as well. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,6 +22,7 @@
 #include "formats/hub.h"
 #include "formats/ollama.h"
 #include "test.h"
+#include "util/macro.h"
 
 #define REV  "0123456789abcdef0123456789abcdef01234567"
 #define REV2 "89abcdef0123456789abcdef0123456789abcdef"
@@ -525,6 +527,64 @@ static void test_hub_copies_and_odd_names(void) {
         hub_done(&f);
 }
 
+/* Link stubs: a cache copied without symlinks holds the link target as text. */
+static void test_hub_link_stubs(void) {
+        hub_fixture f;
+        hub_init(&f, "models--org--stubs", REV);
+        char hex[65];
+        sha256_hex(WEIGHTS, strlen(WEIGHTS), hex);
+        char *blob = pathf("%s/%s", f.blobs, hex);
+        write_file(blob, WEIGHTS, strlen(WEIGHTS));
+
+        char *t1 = pathf("../../blobs/%s", hex);
+        char *s1 = pathf("%s/model.safetensors", f.snap);
+        write_file(s1, t1, strlen(t1));                 /* git style: no newline */
+        char *t2 = pathf("../../blobs/%s\n", hex);
+        char *s2 = pathf("%s/model.gguf", f.snap);
+        write_file(s2, t2, strlen(t2));                 /* with a newline */
+        char *s3 = pathf("%s/config.json", f.snap);
+        write_file(s3, "../../../secret", 15);          /* not into blobs/: the file's own text */
+        char *s4 = pathf("%s/tokenizer.json", f.snap);
+        const char *dangling = "../../blobs/2222222222222222222222222222222222222222222222222222222222222222";
+        write_file(s4, dangling, strlen(dangling));
+        char *s5 = pathf("%s/vocab.json", f.snap);
+        write_file(s5, "../../blobs/x\n\n", 15);      /* two lines: not a stub */
+
+        mp_error err;
+        mp_model *m = hub_open(f.repo, 0, &err);
+        CHECK_EQ(m->n_files, 4);
+        const mp_file *a = find_rel(m, "model.safetensors");
+        CHECK(a);
+        CHECK_STREQ(a->path, blob);
+        CHECK_EQ(a->expect_kind, MP_EXPECT_SHA256);
+        CHECK_STREQ(a->expect_hex, hex);
+        CHECK_EQ(a->size, strlen(WEIGHTS));
+        const mp_file *b = find_rel(m, "model.gguf");
+        CHECK(b);
+        CHECK_STREQ(b->path, blob);
+        const mp_file *c = find_rel(m, "config.json");
+        CHECK(c);
+        CHECK_STREQ(c->path, s3);
+        CHECK_EQ(c->expect_kind, MP_EXPECT_NONE);
+        CHECK_EQ(c->size, 15);
+        CHECK(find_rel(m, "vocab.json"));
+        CHECK_STREQ(find_rel(m, "vocab.json")->path, s5);
+        CHECK(!find_rel(m, "tokenizer.json"));
+        CHECK_EQ(m->n_findings, 1);
+        CHECK_EQ(m->findings[0].kind, MP_FINDING_INCOMPLETE);
+        mp_model_free(m);
+
+        free(s5);
+        free(s4);
+        free(s3);
+        free(s2);
+        free(t2);
+        free(s1);
+        free(t1);
+        free(blob);
+        hub_done(&f);
+}
+
 static void test_hub_deep_nesting(void) {
         hub_fixture f;
         hub_init(&f, "models--org--deep", REV);
@@ -603,6 +663,13 @@ static void test_hub_refs(void) {
         check_error(&err, -ENOENT);
         CHECK(strstr(err.reason, "ffffffffffffffffffffffffffffffffffffffff"));
         mp_model_free(m);
+
+        /* a FIFO as refs/main is refused without opening it (that would block) */
+        CHECK(unlink(ref) == 0);
+        CHECK(mkfifo(ref, 0600) == 0);
+        m = hub_open(f.repo, -EBADMSG, &err);
+        check_error(&err, -EBADMSG);
+        mp_model_free(m);
         free(ref);
         hub_done(&f);
 
@@ -671,7 +738,11 @@ static void test_hub_zoo(void) {
                 fprintf(stderr, "skipping the zoo part of test_hub_zoo\n");
                 return;
         }
-        char *repo = pathf("%s/hub/models--zoo--llama-chained", zoo);
+        /* meson spells the zoo with "..": blob paths come out resolved */
+        char *zoo_real = realpath(zoo, NULL);
+        CHECK(zoo_real);
+        char *repo = pathf("%s/hub/models--zoo--llama-chained", zoo_real);
+        free(zoo_real);
         char *snap = pathf("%s/snapshots/106777b02b66c5210bdfb27123edc24319ccccaa", repo);
         const char *paths[] = { repo, snap };
 
@@ -694,11 +765,26 @@ static void test_hub_zoo(void) {
                 CHECK_EQ(w->role, MP_ROLE_WEIGHTS);
                 CHECK_EQ(w->format, MP_FORMAT_SAFETENSORS);
                 CHECK_EQ(w->expect_kind, MP_EXPECT_SHA256);
+                /* The zoo's snapshot entries may be symlinks or, after a copy
+                 * that dropped symlinks, stubs holding the link target. */
                 char *link = pathf("%s/model.safetensors", snap);
-                char *blob = realpath(link, NULL);
-                CHECK(blob);
+                char target[PATH_MAX];
+                ssize_t n = readlink(link, target, sizeof(target) - 1);
+                if (n < 0) {
+                        size_t len;
+                        char *stub = test_read(link, &len);
+                        CHECK(len < sizeof(target));
+                        memcpy(target, stub, len + 1);
+                        free(stub);
+                        n = (ssize_t) strcspn(target, "\n");
+                }
+                target[n] = 0;
+                CHECK(strrchr(target, '/'));
+                const char *blob_name = strrchr(target, '/') + 1;
+                char *blob = pathf("%s/blobs/%s", repo, blob_name);
                 CHECK_STREQ(w->path, blob);
-                CHECK_STREQ(w->expect_hex, strrchr(blob, '/') + 1);
+                CHECK_STREQ(w->expect_hex, blob_name);
+                CHECK_EQ(strlen(blob_name), 64);
                 struct stat st;
                 CHECK(stat(blob, &st) == 0);
                 CHECK_EQ(w->size, st.st_size);
@@ -1289,6 +1375,18 @@ static void test_ollama_not_in_store(void) {
         m = ollama_open(q, -EINVAL, &err);
         mp_model_free(m);
 
+        /* a FIFO as the manifest: refused without opening it */
+        char *fd = pathf("%s/store/manifests/r/n/m", t);
+        mkdirs(fd);
+        char *fifo = pathf("%s/fifo", fd);
+        CHECK(mkfifo(fifo, 0600) == 0);
+        CHECK(!mp_ollama_detect(fifo));
+        m = ollama_open(fifo, -EBADMSG, &err);
+        check_error(&err, -EBADMSG);
+        mp_model_free(m);
+        free(fifo);
+        free(fd);
+
         char *missing = pathf("%s/nope/manifests/r/n/m/t", t);
         CHECK(!mp_ollama_detect(missing));
         m = ollama_open(missing, -ENOENT, &err);
@@ -1352,6 +1450,7 @@ int main(void) {
         RUN(test_hub_absolute_link);
         RUN(test_hub_dangling_and_incomplete);
         RUN(test_hub_copies_and_odd_names);
+        RUN(test_hub_link_stubs);
         RUN(test_hub_deep_nesting);
         RUN(test_hub_refs);
         RUN(test_hub_not_model_repos);
