@@ -212,6 +212,7 @@ struct pv {
         bool big;              /* PV_INT that does not fit in int64 */
         bool visiting;          /* on the path of the walk (cycle guard) */
         bool deduped;           /* PV_DICT: duplicate keys resolved */
+        bool opaque_items;      /* the items added to an opaque object */
         uint32_t depth;         /* nesting, as known when built */
         uint64_t offset;        /* opcode that created it */
         union {
@@ -1218,6 +1219,26 @@ static int op_from_mark(parser *p, pv_type t) {
         return push(p, v);
 }
 
+/* The container that collects the items added to an opaque object (a dict
+ * or list subclass): its last input when it is one, else a new one.  Keyed
+ * items keep their keys, so tensors in a dict subclass get dotted names. */
+static int opaque_items(parser *p, pv *o, pv_type want, pv **ret) {
+        pv *last = o->seq.n > 0 ? o->seq.items[o->seq.n - 1] : NULL;
+        if (last && last->opaque_items && last->type == want) {
+                *ret = last;
+                return 0;
+        }
+        pv *c = new_value(p, want);
+        if (!c)
+                return fail_alloc(p);
+        c->opaque_items = true;
+        int r = seq_push(p, o, c);
+        if (r < 0)
+                return r;
+        *ret = c;
+        return 0;
+}
+
 /* APPEND, SETITEM, ADDITEMS... add items to the object below them: a
  * container of the right type, or an opaque object (which keeps them, as
  * tensors may hide there). */
@@ -1226,6 +1247,11 @@ static int add_items(parser *p, pv *target, pv_type want, pv **items, size_t n) 
                 return fail(p, -EBADMSG, "cannot add items to a %s", type_name(target));
         if (want == PV_DICT && n % 2 != 0)
                 return fail(p, -EBADMSG, "odd number of items for SETITEMS");
+        if (target->type == PV_OPAQUE && n > 0) {
+                int r = opaque_items(p, target, want, &target);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < n; i++) {
                 int r = seq_push(p, target, items[i]);
                 if (r < 0)

@@ -5,6 +5,7 @@
  * It also holds the JSON helpers shared with vocab_merges.c (loading with
  * limits, the token→id vocabulary object, quoting file content for error
  * messages). */
+#include "formats/tokenizer_internal.h"
 #include "formats/tokenizer.h"
 
 #include <assert.h>
@@ -16,17 +17,7 @@
 
 #include "util/macro.h"
 
-/* Shared with vocab_merges.c; see the prototypes there.  They belong in an
- * internal tokenizer header once there is one. */
-const char *mp_tokenizer_quote(char *buf, size_t size, const char *s, size_t len);
-int mp_tokenizer_json_load(const char *label, const char *buf, size_t len, json_t **ret,
-                           mp_error *err);
-int mp_tokenizer_vocab_object_apply(mp_tokenizer *t, const char *label, const char *path,
-                                    json_t *vocab, mp_error *err);
-
-/* Size of a buffer for mp_tokenizer_quote(): a token is shown cut to 40
- * bytes, each possibly escaped to 4 characters, plus "..." and the NUL. */
-#define QUOTE_SIZE (40 * 4 + 4)
+#define QUOTE_SIZE MP_TOKENIZER_QUOTE_SIZE
 
 /* jansson needs ~40 (integers) to ~90 (short strings) bytes per JSON
  * value, so the number of values bounds the memory a hostile file can make

@@ -1,6 +1,7 @@
 /* vocab_merges.c - reads the GPT-2 style pair vocab.json ({token: id}) +
  * merges.txt ("A B" per line, optional "#version" line) into a BPE
  * tokenizer. */
+#include "formats/tokenizer_internal.h"
 #include "formats/tokenizer.h"
 
 #include <assert.h>
@@ -11,15 +12,8 @@
 
 #include "util/macro.h"
 
-/* Defined in tokenizer_json.c (an internal tokenizer header would be the
- * right home for these). */
-const char *mp_tokenizer_quote(char *buf, size_t size, const char *s, size_t len);
-int mp_tokenizer_json_load(const char *label, const char *buf, size_t len, json_t **ret,
-                           mp_error *err);
-int mp_tokenizer_vocab_object_apply(mp_tokenizer *t, const char *label, const char *path,
-                                    json_t *vocab, mp_error *err);
 
-#define QUOTE_SIZE (40 * 4 + 4)
+#define QUOTE_SIZE MP_TOKENIZER_QUOTE_SIZE
 
 /* One merges.txt line (without its newline) at byte offset off, line
  * number line_no: exactly two non-empty vocabulary tokens separated by one

@@ -1127,6 +1127,50 @@ static void test_pickle_from_type(void) {
         free(b.p);
 }
 
+/* A dict subclass of an unknown class: reported, and its items keep their
+ * keys (a list subclass its indices). */
+static void test_pickle_dict_subclass(void) {
+        tspec t = { "FloatStorage", "0", 4, 0, 1, { 4 }, { 1 } };
+        buf b = {0};
+        pk_begin(&b);
+        op(&b, '}');
+        pk_str(&b, "cfg");
+        pk_global(&b, "mylib", "AttrDict");
+        op(&b, ')');
+        op(&b, 0x81);                   /* NEWOBJ */
+        op(&b, '(');
+        pk_str(&b, "a");
+        pk_tensor(&b, &t);
+        pk_str(&b, "b");
+        pk_tensor(&b, &t);
+        op(&b, 'u');
+        pk_str(&b, "c");
+        pk_tensor(&b, &t);
+        op(&b, 's');
+        op(&b, 's');
+        pk_str(&b, "seq");
+        pk_global(&b, "mylib", "TensorList");
+        op(&b, ')');
+        op(&b, 'R');
+        op(&b, '(');
+        op(&b, 'N');
+        pk_tensor(&b, &t);
+        op(&b, 'e');
+        op(&b, 's');
+        op(&b, '.');
+        mp_pickle_result r;
+        mp_error e;
+        CHECK_EQ(pickle_buf(&b, &r, &e), 0);
+        CHECK_EQ(r.n_unsafe, 2);
+        CHECK_EQ(r.n_tensors, 4);
+        CHECK_STREQ(r.tensors[0].name, "cfg.a");
+        CHECK_STREQ(r.tensors[1].name, "cfg.b");
+        CHECK_STREQ(r.tensors[2].name, "cfg.c");
+        CHECK_STREQ(r.tensors[3].name, "seq.1");
+        mp_pickle_result_free(&r);
+        free(b.p);
+}
+
 /* Cycles built through the memo do not hang the walk. */
 static void test_pickle_cycle(void) {
         tspec t = { "FloatStorage", "0", 4, 0, 1, { 4 }, { 1 } };
@@ -2001,6 +2045,7 @@ int main(void) {
         RUN(test_pickle_names);
         RUN(test_pickle_module);
         RUN(test_pickle_from_type);
+        RUN(test_pickle_dict_subclass);
         RUN(test_pickle_cycle);
         RUN(test_pickle_ints);
         RUN(test_pickle_malformed);
