@@ -1303,7 +1303,7 @@ static int op_reduce(parser *p) {
 
 /* cls.__new__(cls, *args[, **kwargs]) */
 static int op_newobj(parser *p, bool ex) {
-        pv *kwargs = NULL, *args, *cls, *v;
+        pv *kwargs = NULL, *args = NULL, *cls = NULL, *v = NULL;
         int r = 0;
 
         if (ex)

@@ -42,4 +42,10 @@ void mp_error_format(const mp_error *err, char *buf, size_t size) {
                 snprintf(buf, size, "%s: %s", err->file, reason);
         else
                 snprintf(buf, size, "%s", reason);
+
+        /* Names and strings in reasons come from hostile files: a newline or
+         * an escape sequence must not forge log lines or drive a terminal. */
+        for (char *p = buf; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
 }

@@ -25,6 +25,11 @@ static void test_error_format(void) {
         mp_error_format(&e, buf, sizeof(buf));
         CHECK_STREQ(buf, "b.bin: missing");
 
+        /* control characters from hostile names never reach the terminal */
+        mp_error_set(&e, -EBADMSG, "c.bin", 1, "tensor '%s'", "a\nmodelprov: fake\x1b[2J");
+        mp_error_format(&e, buf, sizeof(buf));
+        CHECK_STREQ(buf, "c.bin: byte 1: tensor 'a?modelprov: fake?[2J'");
+
         /* a NULL error pointer is allowed everywhere */
         CHECK_EQ(mp_error_set(NULL, -EIO, "x", 0, "y"), -EIO);
 }
