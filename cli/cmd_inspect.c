@@ -155,35 +155,32 @@ static void print_plain(const mp_model *m, const mp_fingerprint *fp) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-        enum { OPT_JSON = 256, OPT_PLAIN, OPT_OLLAMA_STORE };
+        enum { OPT_JSON = 256, OPT_PLAIN };
         static const struct option options[] = {
                 { "json",         no_argument,       NULL, OPT_JSON },
                 { "plain",        no_argument,       NULL, OPT_PLAIN },
-                { "jobs",         required_argument, NULL, 'j' },
-                { "quiet",        no_argument,       NULL, 'q' },
-                { "ollama-store", required_argument, NULL, OPT_OLLAMA_STORE },
+                CLI_MODEL_LONG_OPTIONS,
                 { "help",         no_argument,       NULL, 'h' },
                 {}
         };
         cli_model_options mo = {0};
         view v = VIEW_HUMAN;
-        int c;
+        int c, r;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "j:qh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "h" CLI_MODEL_SHORT_OPTIONS, options, NULL)) >= 0)
                 switch (c) {
                 case OPT_JSON: v = VIEW_JSON; break;
                 case OPT_PLAIN: v = VIEW_PLAIN; break;
-                case 'j':
-                        if (cli_parse_jobs(optarg, &mo.jobs) < 0) {
-                                fprintf(stderr, "modelprov: error: --jobs needs a number from 1 to 1024\n");
+                case 'h': usage(stdout); return EXIT_OK;
+                default:
+                        r = cli_model_option(c, optarg, &mo);
+                        if (r < 0)
+                                return EXIT_ERROR;
+                        if (r == 0) {
+                                usage(stderr);
                                 return EXIT_ERROR;
                         }
-                        break;
-                case 'q': mo.quiet = true; break;
-                case OPT_OLLAMA_STORE: mo.ollama_store = optarg; break;
-                case 'h': usage(stdout); return EXIT_OK;
-                default: usage(stderr); return EXIT_ERROR;
                 }
         if (optind + 1 != argc) {
                 usage(stderr);

@@ -14,14 +14,29 @@ void cli_print_error(const mp_error *err) {
         fprintf(stderr, "modelprov: error: %s\n", buf);
 }
 
-int cli_parse_jobs(const char *s, unsigned *ret) {
+int cli_model_option(int c, const char *arg, cli_model_options *o) {
         char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || v == 0 || v > 1024)
-                return -EINVAL;
-        *ret = (unsigned) v;
-        return 0;
+        unsigned long v;
+
+        switch (c) {
+        case 'j':
+                errno = 0;
+                v = strtoul(arg, &end, 10);
+                if (errno || end == arg || *end || v == 0 || v > 1024) {
+                        fprintf(stderr, "modelprov: error: --jobs needs a number from 1 to 1024\n");
+                        return -EINVAL;
+                }
+                o->jobs = (unsigned) v;
+                return 1;
+        case 'q':
+                o->quiet = true;
+                return 1;
+        case CLI_OPT_OLLAMA_STORE:
+                o->ollama_store = arg;
+                return 1;
+        default:
+                return 0;
+        }
 }
 
 int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,

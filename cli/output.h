@@ -30,8 +30,19 @@ typedef struct cli_model_options {
 int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,
                           mp_fingerprint **ret_fp);
 
-/* Parses a positive job count; returns -EINVAL on garbage. */
-int cli_parse_jobs(const char *s, unsigned *ret);
+/* The options every model-reading command takes: -j/--jobs N, -q/--quiet,
+ * --ollama-store DIR.  Their long options are CLI_MODEL_LONG_OPTIONS. */
+enum { CLI_OPT_OLLAMA_STORE = 0x1000 };
+#define CLI_MODEL_LONG_OPTIONS                                                  \
+        { "jobs",         required_argument, NULL, 'j' },                      \
+        { "quiet",        no_argument,       NULL, 'q' },                      \
+        { "ollama-store", required_argument, NULL, CLI_OPT_OLLAMA_STORE }
+#define CLI_MODEL_SHORT_OPTIONS "j:q"
+
+/* Applies getopt result c (with optarg arg) if it is a model option.
+ * Returns 1 if handled, 0 if c is not a model option, -EINVAL (after
+ * printing why) on a bad value. */
+int cli_model_option(int c, const char *arg, cli_model_options *o);
 
 /* Prints a JSON value to stdout, indented, with a final newline. */
 int cli_print_json(json_t *j);

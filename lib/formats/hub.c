@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 #include "util/source.h"
 
 #define HUB_MAX_DEPTH        8          /* subdirectory levels inside a snapshot */
@@ -30,59 +31,21 @@
 #define HUB_STUB_MAX         PATH_MAX   /* a link stub holds one path */
 #define HUB_REV_LEN          40
 
-static bool has_prefix(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
-}
 
-static bool has_suffix(const char *s, const char *suffix) {
-        size_t a = strlen(s), b = strlen(suffix);
-        return a >= b && memcmp(s + a - b, suffix, b) == 0;
-}
 
-static bool is_lower_hex(const char *s, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        return true;
-}
 
 
 /* What the blob's name promises about its content: LFS files are named by
  * their SHA-256, small git files by their git blob SHA-1. */
 static mp_expect_kind expect_from_blob_name(const char *name) {
         size_t n = strlen(name);
-        if (n == 64 && is_lower_hex(name, n))
+        if (n == 64 && mp_is_lower_hex(name, n))
                 return MP_EXPECT_SHA256;
-        if (n == 40 && is_lower_hex(name, n))
+        if (n == 40 && mp_is_lower_hex(name, n))
                 return MP_EXPECT_GIT_SHA1;
         return MP_EXPECT_NONE;
 }
 
-/* Link targets and file names come from the cache; keep control characters
- * and escape sequences out of findings that end up on a terminal. */
-static void sanitize(char *dst, size_t size, const char *src) {
-        size_t o = 0;
-        assert(size > 4);
-        for (; *src && o + 4 < size; src++)
-                dst[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
-        if (*src)
-                dst[o++] = '.', dst[o++] = '.', dst[o++] = '.';
-        dst[o] = 0;
-}
-
-static const char *base_name(const char *path) {
-        const char *s = strrchr(path, '/');
-        return s ? s + 1 : path;
-}
-
-/* a + "/" + b without doubling the slash after "/".  NULL on ENOMEM. */
-static char *path_join(const char *a, const char *b) {
-        char *p = NULL;
-        size_t n = strlen(a);
-        if (asprintf(&p, "%s%s%s", a, n > 0 && a[n - 1] == '/' ? "" : "/", b) < 0)
-                return NULL;
-        return p;
-}
 
 /* Lexical normalisation of an absolute path: collapses "//", "." and ".."
  * ("/.." stays "/").  Text only: it asks the file system nothing, which is
@@ -140,20 +103,10 @@ static int path_make_absolute(const char *path, char **ret) {
         _cleanup_(freep) char *cwd = getcwd(NULL, 0);
         if (!cwd)
                 return -errno;
-        _cleanup_(freep) char *j = path_join(cwd, path);
+        _cleanup_(freep) char *j = mp_path_join(cwd, path);
         if (!j)
                 return -ENOMEM;
         return path_normalize(j, ret);
-}
-
-/* True if path is dir + "/" + one non-empty component. */
-static bool is_direct_child(const char *path, const char *dir) {
-        if (!dir)
-                return false;
-        size_t n = strlen(dir);
-        if (strncmp(path, dir, n) != 0 || path[n] != '/' || path[n + 1] == 0)
-                return false;
-        return !strchr(path + n + 1, '/');
 }
 
 typedef struct name_list {
@@ -217,9 +170,9 @@ static int read_dir_names(const char *dir, size_t limit, name_list *ret, mp_erro
 /* 1 for "models--*", -EINVAL for the other repo kinds of a hub cache, 0 for
  * anything else. */
 static int repo_dir_kind(const char *name) {
-        if (has_prefix(name, "models--"))
+        if (mp_has_prefix(name, "models--"))
                 return 1;
-        if (has_prefix(name, "datasets--") || has_prefix(name, "spaces--"))
+        if (mp_has_prefix(name, "datasets--") || mp_has_prefix(name, "spaces--"))
                 return -EINVAL;
         return 0;
 }
@@ -248,7 +201,7 @@ static int repo_id_from_dir(const char *dir_name, char **ret) {
 
 /* The revision refs/main names, or NULL in *ret when there is no refs/main. */
 static int read_ref_main(const char *repo, char **ret, mp_error *err) {
-        _cleanup_(freep) char *ref = path_join(repo, "refs/main");
+        _cleanup_(freep) char *ref = mp_path_join(repo, "refs/main");
         if (!ref)
                 return mp_error_set(err, -ENOMEM, repo, -1, "out of memory");
 
@@ -275,7 +228,7 @@ static int read_ref_main(const char *repo, char **ret, mp_error *err) {
                 buf[--len] = 0;
 
         for (size_t i = 0; i < len && i < HUB_REV_LEN; i++)
-                if (!is_lower_hex(buf + i, 1))
+                if (!mp_is_lower_hex(buf + i, 1))
                         return mp_error_set(err, -EBADMSG, ref, (int64_t) i,
                                             "not a commit hash (40 lowercase hex digits expected)");
         if (len != HUB_REV_LEN)
@@ -289,7 +242,7 @@ static int read_ref_main(const char *repo, char **ret, mp_error *err) {
 /* Without refs/main: the only snapshot, or the most recently modified one
  * (ties broken by name, so that the choice does not depend on readdir). */
 static int pick_snapshot(const char *repo, char **ret, mp_error *err) {
-        _cleanup_(freep) char *snapshots = path_join(repo, "snapshots");
+        _cleanup_(freep) char *snapshots = mp_path_join(repo, "snapshots");
         if (!snapshots)
                 return mp_error_set(err, -ENOMEM, repo, -1, "out of memory");
 
@@ -301,7 +254,7 @@ static int pick_snapshot(const char *repo, char **ret, mp_error *err) {
         const char *best = NULL;
         struct timespec best_time = {};
         for (size_t i = 0; i < l.n; i++) {
-                _cleanup_(freep) char *p = path_join(snapshots, l.names[i]);
+                _cleanup_(freep) char *p = mp_path_join(snapshots, l.names[i]);
                 if (!p)
                         return mp_error_set(err, -ENOMEM, repo, -1, "out of memory");
                 struct stat st;
@@ -366,9 +319,9 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
                 return mp_error_set(err, r, path, -1, "out of memory");
 
         bool snapshot_mode = false;
-        int kind = repo_dir_kind(base_name(real));
-        if (kind == 0 && strcmp(base_name(parent), "snapshots") == 0) {
-                kind = repo_dir_kind(base_name(grandparent));
+        int kind = repo_dir_kind(mp_base_name(real));
+        if (kind == 0 && strcmp(mp_base_name(parent), "snapshots") == 0) {
+                kind = repo_dir_kind(mp_base_name(grandparent));
                 snapshot_mode = kind != 0;
         }
         if (kind < 0)
@@ -380,7 +333,7 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
 
         if (snapshot_mode) {
                 loc->repo = TAKE_PTR(grandparent);
-                loc->revision = strdup(base_name(real));
+                loc->revision = strdup(mp_base_name(real));
                 loc->snapshot = TAKE_PTR(real);
                 if (!loc->revision)
                         return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
@@ -400,7 +353,7 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
                                 return r;
                 }
                 _cleanup_(freep) char *rel = NULL;
-                if (asprintf(&rel, "snapshots/%s", loc->revision) < 0 || !(loc->snapshot = path_join(loc->repo, rel)))
+                if (asprintf(&rel, "snapshots/%s", loc->revision) < 0 || !(loc->snapshot = mp_path_join(loc->repo, rel)))
                         return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
                 if (lstat(loc->snapshot, &st) < 0 || !S_ISDIR(st.st_mode))
                         return mp_error_set(err, -ENOENT, path, -1,
@@ -413,10 +366,10 @@ static int locate(const char *path, hub_location *loc, mp_error *err) {
                 loc->repo_given = NULL;
         }
 
-        r = repo_id_from_dir(base_name(loc->repo), &loc->repo_id);
+        r = repo_id_from_dir(mp_base_name(loc->repo), &loc->repo_id);
         if (r == -EINVAL)
                 return mp_error_set(err, r, path, -1, "'%s' is not a hub repo name (models--ORG--NAME)",
-                                    base_name(loc->repo));
+                                    mp_base_name(loc->repo));
         if (r < 0)
                 return mp_error_set(err, r, path, -1, "out of memory");
         return 0;
@@ -439,7 +392,7 @@ static void hub_walk_clear(hub_walk *w) {
 static int add_file(hub_walk *w, const char *path, const char *rel, uint64_t size, const char *blob_name) {
         mp_file_role role;
         mp_format format;
-        if (!mp_classify_file_name(base_name(rel), &role, &format))
+        if (!mp_classify_file_name(mp_base_name(rel), &role, &format))
                 return 0;
 
         int i = mp_model_add_file(w->m, path, rel, role, format, size);
@@ -458,7 +411,7 @@ static int add_file(hub_walk *w, const char *path, const char *rel, uint64_t siz
 /* A finding about file; target, when not empty, is where a link points. */
 static int finding(hub_walk *w, mp_finding_kind kind, const char *file, const char *what, const char *target) {
         char t[256];
-        sanitize(t, sizeof(t), target);
+        mp_printable(t, sizeof(t), target);
         int r = mp_model_add_finding(w->m, kind, file, -1, "%s%s%s%s", what, *t ? " (-> " : "", t, *t ? ")" : "");
         if (r < 0)
                 return mp_error_set(w->err, r, file, -1, "out of memory");
@@ -469,13 +422,13 @@ static int finding(hub_walk *w, mp_finding_kind kind, const char *file, const ch
  * blobs/ (as resolved or as the user spelled the repo), 0 if not.  *ret_joined
  * is the unnormalized absolute target, for realpath(). */
 static int target_in_blobs(const hub_walk *w, const char *dir, const char *target, char **ret_joined) {
-        _cleanup_(freep) char *joined = target[0] == '/' ? strdup(target) : path_join(dir, target);
+        _cleanup_(freep) char *joined = target[0] == '/' ? strdup(target) : mp_path_join(dir, target);
         _cleanup_(freep) char *lexical = NULL;
         if (!joined || path_normalize(joined, &lexical) < 0)
                 return -ENOMEM;
 
         *ret_joined = TAKE_PTR(joined);
-        return is_direct_child(lexical, w->blobs[0]) || (w->blobs[1] && is_direct_child(lexical, w->blobs[1]));
+        return mp_is_direct_child(lexical, w->blobs[0]) || (w->blobs[1] && mp_is_direct_child(lexical, w->blobs[1]));
 }
 
 /* A snapshot entry that is a link (or a link stub, see add_regular()):
@@ -500,7 +453,7 @@ static int add_target(hub_walk *w, const char *dir, const char *full, const char
                         return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot link loops", target);
                 return mp_error_set(w->err, -e, full, -1, "cannot resolve link: %s", strerror(e));
         }
-        if (!w->blobs_real || !is_direct_child(real, w->blobs_real))
+        if (!w->blobs_real || !mp_is_direct_child(real, w->blobs_real))
                 return finding(w, MP_FINDING_SUSPICIOUS, full, "snapshot link escapes the repo", real);
 
         struct stat st;
@@ -511,17 +464,17 @@ static int add_target(hub_walk *w, const char *dir, const char *full, const char
 
         mp_file_role role;
         mp_format format;
-        if (!mp_classify_file_name(base_name(rel), &role, &format))
+        if (!mp_classify_file_name(mp_base_name(rel), &role, &format))
                 return 0;
 
         /* A cache blob always carries its digest in its name: one that does
          * not cannot be verified, which is worth hearing about. */
-        if (expect_from_blob_name(base_name(real)) == MP_EXPECT_NONE) {
+        if (expect_from_blob_name(mp_base_name(real)) == MP_EXPECT_NONE) {
                 r = finding(w, MP_FINDING_SUSPICIOUS, full, "blob name is not a content digest", real);
                 if (r < 0)
                         return r;
         }
-        return add_file(w, real, rel, (uint64_t) st.st_size, base_name(real));
+        return add_file(w, real, rel, (uint64_t) st.st_size, mp_base_name(real));
 }
 
 static int add_link(hub_walk *w, const char *dir, const char *full, const char *rel) {
@@ -546,7 +499,7 @@ static int add_link(hub_walk *w, const char *dir, const char *full, const char *
 static int add_regular(hub_walk *w, const char *dir, const char *full, const char *rel, const struct stat *st) {
         mp_file_role role;
         mp_format format;
-        if (!mp_classify_file_name(base_name(rel), &role, &format))
+        if (!mp_classify_file_name(mp_base_name(rel), &role, &format))
                 return 0;
 
         if (st->st_size > 0 && st->st_size < HUB_STUB_MAX) {
@@ -575,8 +528,8 @@ static int add_regular(hub_walk *w, const char *dir, const char *full, const cha
 static int walk_dir(hub_walk *w, const char *dir, const char *rel_prefix, unsigned depth);
 
 static int walk_entry(hub_walk *w, const char *dir, const char *rel_prefix, const char *name, unsigned depth) {
-        _cleanup_(freep) char *full = path_join(dir, name);
-        _cleanup_(freep) char *rel = rel_prefix ? path_join(rel_prefix, name) : strdup(name);
+        _cleanup_(freep) char *full = mp_path_join(dir, name);
+        _cleanup_(freep) char *rel = rel_prefix ? mp_path_join(rel_prefix, name) : strdup(name);
         if (!full || !rel)
                 return mp_error_set(w->err, -ENOMEM, dir, -1, "out of memory");
 
@@ -631,9 +584,9 @@ static int report_incomplete(hub_walk *w) {
                 return r;
 
         for (size_t i = 0; i < l.n; i++) {
-                if (!has_suffix(l.names[i], ".incomplete"))
+                if (!mp_has_suffix(l.names[i], ".incomplete"))
                         continue;
-                _cleanup_(freep) char *p = path_join(w->blobs_real, l.names[i]);
+                _cleanup_(freep) char *p = mp_path_join(w->blobs_real, l.names[i]);
                 if (!p)
                         return mp_error_set(w->err, -ENOMEM, w->blobs_real, -1, "out of memory");
                 r = mp_model_add_finding(w->m, MP_FINDING_INCOMPLETE, p, -1, "download in progress");
@@ -662,8 +615,8 @@ int mp_hub_collect(mp_model *m, const char *path, mp_error *err) {
                 return r;
 
         _cleanup_(hub_walk_clear) hub_walk w = { .m = m, .err = err };
-        w.blobs[0] = path_join(loc.repo, "blobs");
-        if (!w.blobs[0] || (loc.repo_given && !(w.blobs[1] = path_join(loc.repo_given, "blobs"))))
+        w.blobs[0] = mp_path_join(loc.repo, "blobs");
+        if (!w.blobs[0] || (loc.repo_given && !(w.blobs[1] = mp_path_join(loc.repo_given, "blobs"))))
                 return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
         w.blobs_real = realpath(w.blobs[0], NULL);
         if (!w.blobs_real && errno != ENOENT)
@@ -690,8 +643,8 @@ bool mp_hub_detect(const char *path) {
         if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
                 return false;
 
-        if (repo_dir_kind(base_name(real)) > 0) {
-                _cleanup_(freep) char *s = path_join(real, "snapshots");
+        if (repo_dir_kind(mp_base_name(real)) > 0) {
+                _cleanup_(freep) char *s = mp_path_join(real, "snapshots");
                 return s && stat(s, &st) == 0 && S_ISDIR(st.st_mode);
         }
 
@@ -699,5 +652,5 @@ bool mp_hub_detect(const char *path) {
         _cleanup_(freep) char *grandparent = NULL;
         if (path_parent(real, &parent) < 0 || path_parent(parent, &grandparent) < 0)
                 return false;
-        return strcmp(base_name(parent), "snapshots") == 0 && repo_dir_kind(base_name(grandparent)) > 0;
+        return strcmp(mp_base_name(parent), "snapshots") == 0 && repo_dir_kind(mp_base_name(grandparent)) > 0;
 }

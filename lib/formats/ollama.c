@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 #include "util/source.h"
 
 #define OLLAMA_MANIFEST_MAX     (1u << 20)
@@ -36,39 +37,8 @@
 #define MEDIA_PREFIX            "application/vnd.ollama.image."
 #define DIGEST_PREFIX           "sha256:"
 
-static bool is_lower_hex(const char *s, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        return true;
-}
 
-/* Values from the manifest end up in messages on a terminal: keep control
- * characters and escape sequences out. */
-static void sanitize(char *dst, size_t size, const char *src) {
-        size_t o = 0;
-        assert(size > 4);
-        for (; *src && o + 4 < size; src++)
-                dst[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
-        if (*src)
-                dst[o++] = '.', dst[o++] = '.', dst[o++] = '.';
-        dst[o] = 0;
-}
 
-static char *path_join(const char *a, const char *b) {
-        char *p = NULL;
-        size_t n = strlen(a);
-        if (asprintf(&p, "%s%s%s", a, n > 0 && a[n - 1] == '/' ? "" : "/", b) < 0)
-                return NULL;
-        return p;
-}
-
-static bool is_direct_child(const char *path, const char *dir) {
-        size_t n = strlen(dir);
-        if (strncmp(path, dir, n) != 0 || path[n] != '/' || path[n + 1] == 0)
-                return false;
-        return !strchr(path + n + 1, '/');
-}
 
 static bool is_regular_file(const char *path) {
         struct stat st;
@@ -109,7 +79,7 @@ static int manifest_locate(const char *path, manifest_location *ret) {
         _cleanup_(freep) char *real = realpath(*dir ? dir : "/", NULL);
         if (!real)
                 return -errno;
-        if (!(l.path = path_join(real, file)) || !(l.tag = strdup(file)))
+        if (!(l.path = mp_path_join(real, file)) || !(l.tag = strdup(file)))
                 return -ENOMEM;
 
         char **parts[3] = { &l.model, &l.ns, &l.registry };
@@ -179,9 +149,9 @@ static int get_digest(const manifest_ctx *c, const json_t *obj, const char *fiel
         const char *s = json_string_value(d);
         size_t n = json_string_length(d);
         size_t p = strlen(DIGEST_PREFIX);
-        if (n != p + 64 || strncmp(s, DIGEST_PREFIX, p) != 0 || !is_lower_hex(s + p, 64)) {
+        if (n != p + 64 || strncmp(s, DIGEST_PREFIX, p) != 0 || !mp_is_lower_hex(s + p, 64)) {
                 char v[96];
-                sanitize(v, sizeof(v), s);
+                mp_printable(v, sizeof(v), s);
                 return mp_error_set(c->err, -EBADMSG, c->label, locate_value(c, s),
                                     "%s.digest: \"%s\" is not \"sha256:\" followed by 64 lowercase hex digits",
                                     field, v);
@@ -234,9 +204,9 @@ static int find_blob(manifest_ctx *c, const char *field, const char *hex, char *
                 if (!real && (errno == ENOENT || errno == ENOTDIR))
                         return mp_error_set(c->err, -ENOENT, c->label, at,
                                             "%s: blob sha256:%s is a dangling link", field, hex);
-                if (!real || !c->blobs_real || !is_direct_child(real, c->blobs_real)) {
+                if (!real || !c->blobs_real || !mp_is_direct_child(real, c->blobs_real)) {
                         char t[256];
-                        sanitize(t, sizeof(t), real ? real : "unresolvable");
+                        mp_printable(t, sizeof(t), real ? real : "unresolvable");
                         r = mp_model_add_finding(c->m, MP_FINDING_SUSPICIOUS, path, -1,
                                                  "%s: blob is a link out of the store (-> %s): not read", field, t);
                         return r < 0 ? mp_error_set(c->err, r, path, -1, "out of memory") : 0;
@@ -453,7 +423,7 @@ int mp_ollama_collect(mp_model *m, const char *manifest_path, mp_error *err) {
                 .m = m, .err = err, .label = manifest_path, .text = text, .store = loc.store,
                 .first_file = m->n_files,
         };
-        _cleanup_(freep) char *blobs = path_join(loc.store, "blobs");
+        _cleanup_(freep) char *blobs = mp_path_join(loc.store, "blobs");
         if (blobs)
                 c.blobs_real = realpath(blobs, NULL);
 
@@ -544,7 +514,7 @@ int mp_ollama_resolve_name(const char *store, const char *name, char **ret, mp_e
 
         const char *env = getenv("OLLAMA_MODELS");
         const char *home = getenv("HOME");
-        _cleanup_(freep) char *home_store = home && *home ? path_join(home, ".ollama/models") : NULL;
+        _cleanup_(freep) char *home_store = home && *home ? mp_path_join(home, ".ollama/models") : NULL;
         const char *stores[] = {
                 store ? store : (env && *env ? env : NULL),
                 store ? NULL : home_store,

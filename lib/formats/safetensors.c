@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 
 /* Where the JSON header starts: right after the u64 length. */
 #define HEADER_START 8u
@@ -36,20 +37,8 @@ static int64_t clamp_offset(uint64_t o) {
  * character would let a file forge output lines, and a huge name would push
  * the reason out of the message, so both are neutralised. */
 #define SAFE_MAX 96
-#define SAFE(s) sanitize((s), (char[SAFE_MAX]) { 0 })
+#define SAFE(s) mp_printable((char[SAFE_MAX]) { 0 }, SAFE_MAX, (s))
 
-static const char *sanitize(const char *in, char out[static SAFE_MAX]) {
-        size_t i = 0;
-
-        for (; in[i] && i < SAFE_MAX - 4; i++)
-                out[i] = ((unsigned char) in[i] < 0x20 || in[i] == 0x7f) ? '?' : in[i];
-        if (in[i]) {
-                memcpy(out + i, "...", 3);
-                i += 3;
-        }
-        out[i] = 0;
-        return out;
-}
 
 /* A JSON integer >= 0.  Reals are refused even when integral: the format
  * writes integers, and a float here would be rounded differently by
@@ -188,7 +177,7 @@ static int parse_tensor(const mp_source *src, const char *name, const json_t *en
         int r;
 
         /* from here on, name is only used in messages */
-        name = sanitize(name, shown);
+        name = mp_printable(shown, SAFE_MAX, name);
 
         if (!json_is_object(entry))
                 return mp_error_set(err, -EBADMSG, src->label, HEADER_START, "tensor '%s': entry is not an object",

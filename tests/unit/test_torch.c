@@ -758,6 +758,9 @@ static void test_pickle_protocol0(void) {
                 "s"
                 "V\\u00e9\n"
                 "(lp9\nI01\naF1.5\naS'a\\x41\\n'\naL-12345678901234567890123L\naI00\nag3\na"
+                "s"
+                "S'\\'\\\\\\\"\\a\\b\\f\\n\\r\\t\\v\\101\\x41\\qZ'\n"
+                "g3\n((S'storage'\nctorch\nHalfStorage\nVk\\U0001F600\\\\u\xe9\nS'cpu'\nI0\ntQI0\n(t(ttR"
                 "s.";
         /* the storage reference needs BINPERSID, which an unpickler
          * accepts in any protocol */
@@ -766,8 +769,13 @@ static void test_pickle_protocol0(void) {
         mp_pickle_result r;
         mp_error e;
         CHECK_EQ(pickle_buf(&b, &r, &e), 0);
-        CHECK_EQ(r.n_tensors, 1);
+        CHECK_EQ(r.n_tensors, 2);
         CHECK_STREQ(r.tensors[0].name, "w\xc3\xa9ight");
+        /* STRING escapes: \' \\ \" \a \b \f \n \r \t \v octal hex, unknown kept */
+        CHECK_STREQ(r.tensors[1].name, "'\\\"\a\b\f\n\r\t\vAA\\qZ");
+        /* raw-unicode-escape: \U escape, an escaped backslash, Latin-1 */
+        CHECK_STREQ(r.tensors[1].storage_key, "k\xf0\x9f\x98\x80\\\\u\xc3\xa9");
+        CHECK_EQ(r.tensors[1].n_dims, 0);
         CHECK_STREQ(r.tensors[0].storage_key, "12");
         CHECK_EQ(r.tensors[0].dtype, MP_DTYPE_F32);
         CHECK_EQ(r.tensors[0].storage_offset, 1);
@@ -1583,6 +1591,66 @@ static void test_pickle_malformed(void) {
         free(b.p);
 }
 
+/* The limits on what a pickle may make the interpreter allocate. */
+static void test_pickle_limits(void) {
+        buf b = {0};
+
+        /* a list grown by 8M appends of one memoized value: its item array
+         * alone would need 128 MiB more when it doubles past 8M items, which
+         * exceeds the 256 MiB budget */
+        op(&b, ']');
+        op(&b, 'N');
+        op(&b, 'q'); put_u8(&b, 0);
+        op(&b, 'a');
+        size_t fail_at = 0;
+        for (size_t k = 0; k < (1u << 23); k++) {
+                op(&b, 'h'); put_u8(&b, 0);
+                size_t a = op(&b, 'a');
+                if (k + 2 == (1u << 23) + 1)
+                        fail_at = a;
+        }
+        op(&b, '.');
+        expect_pickle_fail(&b, -E2BIG, (int64_t) fail_at, "MiB", __LINE__);
+        free(b.p);
+
+        /* more unsafe references than are recorded */
+        b = (buf) {0};
+        size_t at = 0;
+        for (unsigned i = 0; i <= 4096; i++) {
+                at = pk_global(&b, "os", "system");
+                op(&b, '0');
+        }
+        op(&b, 'N');
+        op(&b, '.');
+        expect_pickle_fail(&b, -E2BIG, (int64_t) at, "4096", __LINE__);
+        free(b.p);
+
+        /* integers beyond 64 bits are values, not sizes */
+        b = (buf) {0};
+        put_s(&b, "ctorch._utils\n_rebuild_tensor\n((S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI4\ntQ"
+                  "L123456789012345678901234567890L\n(I4\nt(I1\nt");
+        size_t q = b.n;
+        put_s(&b, "tR.");
+        expect_pickle_fail(&b, -EBADMSG, (int64_t) q + 1, "storage offset", __LINE__);
+        free(b.p);
+        b = (buf) {0};
+        pk_begin(&b);
+        op(&b, 0x8a); put_u8(&b, 9);            /* 2^64: does not fit */
+        for (int i = 0; i < 8; i++)
+                put_u8(&b, 0);
+        put_u8(&b, 1);
+        op(&b, 0x8a); put_u8(&b, 9);            /* -1 in 9 bytes: fits */
+        for (int i = 0; i < 9; i++)
+                put_u8(&b, 0xff);
+        op(&b, 0x86);
+        op(&b, '.');
+        mp_pickle_result r;
+        mp_error e;
+        CHECK_EQ(pickle_buf(&b, &r, &e), 0);
+        mp_pickle_result_free(&r);
+        free(b.p);
+}
+
 /* ---- torch checkpoints ------------------------------------------------------------ */
 
 typedef struct ckpt {
@@ -1714,6 +1782,7 @@ static void test_torch_findings(void) {
         op(&c.pkl, '.');
         c.extra[c.n_extra++] = (zent) { "evil/data/0", s0, sizeof(s0), 0 };
         c.extra[c.n_extra++] = (zent) { "evil/data/0", s0, 2, 0 };      /* a duplicate name */
+        c.extra[c.n_extra++] = (zent) { "evil/data/0", s0, 4, 0 };      /* reported once */
         zlayout l;
         buf b = ckpt_build(&c, &l);
 
@@ -1787,6 +1856,43 @@ static void test_torch_malformed(void) {
         free(c.pkl.p);
         w = (tspec) { "FloatStorage", "0", 4, 0, 1, { 4 }, { 1 } };
 
+        /* shape product overflow */
+        w.shape[0] = 1ull << 40;
+        w.n_dims = 2;
+        w.shape[1] = 1ull << 40;
+        w.stride[0] = 1;
+        w.stride[1] = 1;
+        SIMPLE("ar");
+        c.extra[c.n_extra++] = (zent) { "ar/data/0", s0, 16, 0 };
+        b = ckpt_build(&c, &l);
+        expect_torch_fail(&b, -EOVERFLOW, (int64_t) l.data[1], "overflows", __LINE__);
+        free(b.p);
+        free(c.pkl.p);
+        /* a view whose extent overflows */
+        w.n_dims = 1;
+        w.shape[0] = 3;
+        w.stride[0] = 1ull << 62;
+        SIMPLE("ar");
+        c.extra[c.n_extra++] = (zent) { "ar/data/0", s0, 16, 0 };
+        b = ckpt_build(&c, &l);
+        expect_torch_fail(&b, -EBADMSG, (int64_t) l.data[1], "reaches past the end", __LINE__);
+        free(b.p);
+        free(c.pkl.p);
+        w = (tspec) { "FloatStorage", "0", 4, 0, 1, { 4 }, { 1 } };
+
+        /* names from the file are quoted safely in messages */
+        c = (ckpt) { .prefix = "ar" };
+        pk_begin(&c.pkl);
+        op(&c.pkl, '}');
+        pk_str(&c.pkl, "w\xc3\xa9\x1b[31m");
+        pk_tensor(&c.pkl, &w);
+        op(&c.pkl, 's');
+        op(&c.pkl, '.');
+        b = ckpt_build(&c, &l);
+        expect_torch_fail(&b, -EBADMSG, (int64_t) l.data[0], "tensor 'w\xc3\xa9?[31m'", __LINE__);
+        free(b.p);
+        free(c.pkl.p);
+
         /* byteorder */
         SIMPLE("ar");
         c.extra[c.n_extra++] = (zent) { "ar/data/0", s0, 16, 0 };
@@ -1797,6 +1903,14 @@ static void test_torch_malformed(void) {
         c.extra[1] = (zent) { "ar/byteorder", "middle", 6, 0 };
         b = ckpt_build(&c, &l);
         expect_torch_fail(&b, -EBADMSG, (int64_t) l.data[2], "neither", __LINE__);
+        free(b.p);
+        c.extra[1] = (zent) { "ar/byteorder", "little-endian-please", 20, 0 };
+        b = ckpt_build(&c, &l);
+        expect_torch_fail(&b, -EBADMSG, (int64_t) l.data[2], "20 bytes", __LINE__);
+        free(b.p);
+        c.extra[1] = (zent) { "ar/byteorder", "little", 6, 8 };
+        b = ckpt_build(&c, &l);
+        expect_torch_fail(&b, -ENOTSUP, (int64_t) l.data[2], "compressed", __LINE__);
         free(b.p);
         c.n_extra = 1;
 
@@ -2049,6 +2163,7 @@ int main(void) {
         RUN(test_pickle_cycle);
         RUN(test_pickle_ints);
         RUN(test_pickle_malformed);
+        RUN(test_pickle_limits);
         RUN(test_torch_valid);
         RUN(test_torch_findings);
         RUN(test_torch_malformed);

@@ -1,0 +1,27 @@
+/* strutil.h - small string and path helpers shared by the readers. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+bool mp_has_prefix(const char *s, const char *prefix);
+bool mp_has_suffix(const char *s, const char *suffix);
+
+/* True if the n bytes at s are all lowercase hex digits. */
+bool mp_is_lower_hex(const char *s, size_t n);
+
+/* Copies src into dst (size > 4) for a message on a terminal or in a log:
+ * control characters (< 0x20, 0x7f) become '?' (UTF-8 passes), and a string that does
+ * not fit is cut and ends in "...".  Strings from hostile files must not
+ * forge log lines or drive a terminal.  Returns dst. */
+const char *mp_printable(char *dst, size_t size, const char *src);
+
+/* The last path component (after the last '/'). */
+const char *mp_base_name(const char *path);
+
+/* a + "/" + b without doubling a trailing slash of a; NULL on ENOMEM. */
+char *mp_path_join(const char *a, const char *b);
+
+/* True if path is dir + "/" + one more component (no further '/');
+ * false when dir is NULL. */
+bool mp_is_direct_child(const char *path, const char *dir);
