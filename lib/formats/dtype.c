@@ -36,6 +36,18 @@ static const mp_dtype_info dtype_table[_MP_DTYPE_MAX] = {
         [MP_DTYPE_Q5_K]    = { "Q5_K",  256, 176, true,  true },
         [MP_DTYPE_Q6_K]    = { "Q6_K",  256, 210, true,  true },
         [MP_DTYPE_Q8_K]    = { "Q8_K",  256, 292, true,  true },
+        [MP_DTYPE_IQ2_XXS] = { "IQ2_XXS", 256, 66, true, false },
+        [MP_DTYPE_IQ2_XS]  = { "IQ2_XS", 256,  74, true,  false },
+        [MP_DTYPE_IQ3_XXS] = { "IQ3_XXS", 256, 98, true, false },
+        [MP_DTYPE_IQ1_S]   = { "IQ1_S",  256,  50, true,  false },
+        [MP_DTYPE_IQ4_NL]  = { "IQ4_NL",  32,  18, true,  false },
+        [MP_DTYPE_IQ3_S]   = { "IQ3_S",  256, 110, true,  false },
+        [MP_DTYPE_IQ2_S]   = { "IQ2_S",  256,  82, true,  false },
+        [MP_DTYPE_IQ4_XS]  = { "IQ4_XS", 256, 136, true,  false },
+        [MP_DTYPE_IQ1_M]   = { "IQ1_M",  256,  56, true,  false },
+        [MP_DTYPE_TQ1_0]   = { "TQ1_0",  256,  54, true,  false },
+        [MP_DTYPE_TQ2_0]   = { "TQ2_0",  256,  66, true,  false },
+        [MP_DTYPE_MXFP4]   = { "MXFP4",   32,  17, true,  false },
 };
 
 const mp_dtype_info *mp_dtype_get(mp_dtype t) {
@@ -152,7 +164,7 @@ int mp_dtype_to_f32(mp_dtype t, const void *src, size_t n_blocks, float *dst) {
         }
 
         const mp_dtype_info *i = mp_dtype_get(t);
-        if (i && i->quantized)
+        if (i && i->quantized && i->to_f32)
                 return mp_gguf_dequantize(t, src, n_blocks, dst);
         return -ENOTSUP;
 }

@@ -23,6 +23,11 @@ typedef enum mp_dtype {
         MP_DTYPE_Q8_0, MP_DTYPE_Q8_1,
         MP_DTYPE_Q2_K, MP_DTYPE_Q3_K, MP_DTYPE_Q4_K, MP_DTYPE_Q5_K,
         MP_DTYPE_Q6_K, MP_DTYPE_Q8_K,
+        /* GGUF types listed (so their tensors can be hashed and diffed) but
+         * not converted to float32: to_f32 is false. */
+        MP_DTYPE_IQ2_XXS, MP_DTYPE_IQ2_XS, MP_DTYPE_IQ3_XXS, MP_DTYPE_IQ1_S, MP_DTYPE_IQ4_NL,
+        MP_DTYPE_IQ3_S, MP_DTYPE_IQ2_S, MP_DTYPE_IQ4_XS, MP_DTYPE_IQ1_M, MP_DTYPE_TQ1_0,
+        MP_DTYPE_TQ2_0, MP_DTYPE_MXFP4,
         _MP_DTYPE_MAX,
 } mp_dtype;
 

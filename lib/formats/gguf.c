@@ -89,8 +89,20 @@ mp_dtype mp_gguf_type_to_dtype(uint32_t ggml_type) {
         case 26: return MP_DTYPE_I32;
         case 27: return MP_DTYPE_I64;
         case 28: return MP_DTYPE_F64;
+        case 16: return MP_DTYPE_IQ2_XXS;
+        case 17: return MP_DTYPE_IQ2_XS;
+        case 18: return MP_DTYPE_IQ3_XXS;
+        case 19: return MP_DTYPE_IQ1_S;
+        case 20: return MP_DTYPE_IQ4_NL;
+        case 21: return MP_DTYPE_IQ3_S;
+        case 22: return MP_DTYPE_IQ2_S;
+        case 23: return MP_DTYPE_IQ4_XS;
+        case 29: return MP_DTYPE_IQ1_M;
         case 30: return MP_DTYPE_BF16;
-        default: return MP_DTYPE_INVALID;      /* 4, 5 removed; IQ*, TQ*, MXFP4 unsupported */
+        case 34: return MP_DTYPE_TQ1_0;
+        case 35: return MP_DTYPE_TQ2_0;
+        case 39: return MP_DTYPE_MXFP4;
+        default: return MP_DTYPE_INVALID;      /* 4, 5 were removed from ggml */
         }
 }
 

@@ -1948,6 +1948,22 @@ static void parser_done(parser *p) {
         free_unsafe(p->unsafe, p->n_unsafe);
 }
 
+/* A malformed pickle is refused, but what it references before the error
+ * would run when Python loads it: the error says so. */
+static void mention_unsafe(const parser *p) {
+        if (!p->err || p->n_unsafe == 0)
+                return;
+        size_t n = strlen(p->err->reason);
+        if (p->n_unsafe == 1)
+                snprintf(p->err->reason + n, sizeof(p->err->reason) - n,
+                         " (before that, it references %s.%s, outside the allow-list)",
+                         p->unsafe[0].module, p->unsafe[0].name);
+        else
+                snprintf(p->err->reason + n, sizeof(p->err->reason) - n,
+                         " (before that, it references %s.%s and %zu more globals outside the allow-list)",
+                         p->unsafe[0].module, p->unsafe[0].name, p->n_unsafe - 1);
+}
+
 int mp_pickle_parse(const char *label, const uint8_t *buf, size_t len, mp_pickle_result *ret,
                     mp_error *err) {
         assert(buf || len == 0);
@@ -1965,8 +1981,10 @@ int mp_pickle_parse(const char *label, const uint8_t *buf, size_t len, mp_pickle
                 if (r != 0)
                         break;
         }
-        if (r < 0)
+        if (r < 0) {
+                mention_unsafe(&p);
                 return r;
+        }
         if (!result)
                 return mp_error_set(err, -EBADMSG, label, (int64_t) len, "pickle truncated: no STOP opcode");
 

@@ -20,6 +20,7 @@
 #include "formats/pickle.h"
 #include "formats/zip.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 #define PICKLE_MAX      (256u << 20)
 #define BYTEORDER_MAX   16u
@@ -33,9 +34,9 @@ static int64_t off64(uint64_t v) {
         return v > INT64_MAX ? INT64_MAX : (int64_t) v;
 }
 
-/* Names from the file quoted in messages and findings: valid UTF-8 is kept
- * (findings end up in JSON), other bytes and control characters become '?',
- * long text is cut. */
+/* Names from the file quoted in messages and findings: like mp_printable()
+ * (control characters become '?', long text is cut), and as findings end up
+ * in JSON, bytes that are not valid UTF-8 become '?' too. */
 typedef struct text { char s[TEXT_MAX + 4]; } text;
 
 static size_t utf8_len(const uint8_t *s) {
@@ -180,9 +181,7 @@ static int find_data_pkl(const mp_source *src, const mp_zip *z, const mp_zip_ent
         for (size_t i = 0; i < z->n_entries; i++) {
                 const char *name = z->entries[i].name;
                 size_t n = strlen(name);
-                if (n <= strlen(suffix) || strcmp(name + n - strlen(suffix), suffix) != 0)
-                        continue;
-                if (memchr(name, '/', n - strlen(suffix)))
+                if (n <= strlen(suffix) || !mp_has_suffix(name, suffix) || memchr(name, '/', n - strlen(suffix)))
                         continue;
                 if (found && strcmp(found->name, name) == 0)
                         continue;       /* a duplicate: reported as such */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 
 #define EOCD_SIG        0x06054b50u
 #define EOCD_SIZE       22u
@@ -52,15 +53,7 @@ typedef struct safe_name { char s[160]; } safe_name;
 
 static safe_name sname(const char *name) {
         safe_name n;
-        size_t i = 0;
-
-        for (; name[i] && i < sizeof(n.s) - 4; i++)
-                n.s[i] = ((unsigned char) name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
-        if (name[i]) {
-                memcpy(n.s + i, "...", 3);
-                i += 3;
-        }
-        n.s[i] = 0;
+        mp_printable(n.s, sizeof(n.s), name);
         return n;
 }
 
@@ -401,6 +394,7 @@ int mp_zip_open(const mp_source *src, mp_zip *ret, mp_error *err) {
         assert(src);
         assert(ret);
 
+        *ret = (mp_zip) {0};
         zip_dir d = {0};
         int r = read_end_records(src, &d, err);
         if (r < 0)

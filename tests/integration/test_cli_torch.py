@@ -405,6 +405,12 @@ class TorchCli(unittest.TestCase):
     def test_pickle_huge_binunicode(self):
         self.malformed_pickle("huge.pt", b"\x80\x02X\xff\xff\xff\x7fabc.", 2, "2147483647 bytes")
 
+    def test_pickle_malformed_after_payload(self):
+        # Python would run os.system before reaching the error: say so.
+        pkl = b"\x80\x02cos\nsystem\n" + binunicode("id") + b"\x85Rh\x09."
+        self.malformed_pickle("payload-then-error.pt", pkl, pkl.index(b"h\x09"), "memo index 9",
+                              "references os.system")
+
     def test_storage_key_missing(self):
         sd, storages = self.state_dict()
         del storages["1"]

@@ -184,13 +184,24 @@ static void test_type_ids(void) {
                 { 10, MP_DTYPE_Q2_K }, { 11, MP_DTYPE_Q3_K }, { 12, MP_DTYPE_Q4_K }, { 13, MP_DTYPE_Q5_K },
                 { 14, MP_DTYPE_Q6_K }, { 15, MP_DTYPE_Q8_K }, { 24, MP_DTYPE_I8 }, { 25, MP_DTYPE_I16 },
                 { 26, MP_DTYPE_I32 }, { 27, MP_DTYPE_I64 }, { 28, MP_DTYPE_F64 }, { 30, MP_DTYPE_BF16 },
+                { 16, MP_DTYPE_IQ2_XXS }, { 17, MP_DTYPE_IQ2_XS }, { 18, MP_DTYPE_IQ3_XXS },
+                { 19, MP_DTYPE_IQ1_S }, { 20, MP_DTYPE_IQ4_NL }, { 21, MP_DTYPE_IQ3_S }, { 22, MP_DTYPE_IQ2_S },
+                { 23, MP_DTYPE_IQ4_XS }, { 29, MP_DTYPE_IQ1_M }, { 34, MP_DTYPE_TQ1_0 }, { 35, MP_DTYPE_TQ2_0 },
+                { 39, MP_DTYPE_MXFP4 },
         };
         for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
                 CHECK_EQ(mp_gguf_type_to_dtype(map[i].id), map[i].t);
-        /* removed (4, 5), IQ* / TQ* (16..23, 29, 34..) and garbage */
-        static const uint32_t bad[] = { 4, 5, 16, 17, 20, 23, 29, 31, 34, 39, 1000, UINT32_MAX };
+        /* removed (4, 5), ids ggml never assigned to a tensor type, garbage */
+        static const uint32_t bad[] = { 4, 5, 31, 32, 33, 36, 40, 1000, UINT32_MAX };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 CHECK_EQ(mp_gguf_type_to_dtype(bad[i]), MP_DTYPE_INVALID);
+
+        /* IQ / TQ / MXFP4 tensors are listed and hashed, never dequantized */
+        uint8_t raw[136] = {0};
+        float out[256];
+        CHECK(!mp_dtype_get(MP_DTYPE_IQ4_XS)->to_f32);
+        CHECK_EQ(mp_dtype_get(MP_DTYPE_IQ4_XS)->block_bytes, 136);
+        CHECK_EQ(mp_dtype_to_f32(MP_DTYPE_IQ4_XS, raw, 1, out), -ENOTSUP);
 
         /* block layouts of dtype.c's table, as ggml-common.h defines them */
         static const struct { mp_dtype t; uint32_t elems, bytes; } blocks[] = {
@@ -1286,7 +1297,7 @@ static void test_bad_tensors(void) {
         free(b.p);
 
         /* unknown / unsupported ggml types */
-        static const uint32_t types[] = { 4, 16, 29, 31, 1000 };
+        static const uint32_t types[] = { 4, 31, 1000 };
         for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
                 b = (buf) { 0 };
                 one_tensor(&b, "t", 1, (const uint64_t[]) { 256 }, types[i], 0, 1024, &nd, &ne, &ty, &off);

@@ -1613,6 +1613,19 @@ static void test_pickle_limits(void) {
         expect_pickle_fail(&b, -E2BIG, (int64_t) fail_at, "MiB", __LINE__);
         free(b.p);
 
+        /* a malformed pickle names what it references before the error */
+        b = (buf) {0};
+        pk_begin(&b);
+        pk_global(&b, "os", "system");
+        op(&b, 'N');
+        op(&b, 0x85);
+        op(&b, 'R');
+        size_t bad = op(&b, 'h');
+        put_u8(&b, 3);
+        expect_pickle_fail(&b, -EBADMSG, (int64_t) bad, "memo index 3 is not defined (before that, it references os.system",
+                           __LINE__);
+        free(b.p);
+
         /* more unsafe references than are recorded */
         b = (buf) {0};
         size_t at = 0;
@@ -1622,7 +1635,8 @@ static void test_pickle_limits(void) {
         }
         op(&b, 'N');
         op(&b, '.');
-        expect_pickle_fail(&b, -E2BIG, (int64_t) at, "4096", __LINE__);
+        expect_pickle_fail(&b, -E2BIG, (int64_t) at, "4096 references to globals outside the allow-list (before that, "
+                           "it references os.system and 4095 more", __LINE__);
         free(b.p);
 
         /* integers beyond 64 bits are values, not sizes */
