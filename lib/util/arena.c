@@ -7,6 +7,10 @@
 #include "util/macro.h"
 
 void *mp_arena_calloc(mp_arena *a, size_t n, size_t elem) {
+        size_t bytes;
+        /* Refuse overflowing and absurd requests before calloc sees them. */
+        if (__builtin_mul_overflow(n, elem, &bytes) || bytes > (SIZE_MAX >> 4))
+                return NULL;
         if (MP_GROW(a->ptrs, a->allocated, a->n + 1) < 0)
                 return NULL;
         void *p = calloc(n ? n : 1, elem ? elem : 1);

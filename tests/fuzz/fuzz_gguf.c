@@ -21,14 +21,14 @@ static void convert_tensors(const mp_model *m, const uint8_t *data) {
                 const mp_tensor *t = &m->tensors[i];
                 const mp_dtype_info *info = mp_dtype_get(t->dtype);
 
-                if (!info || t->n_elements > (1u << 20))
+                if (!info || !info->to_f32 || t->n_elements > (1u << 20))
                         continue;
                 float *out = malloc((size_t) t->n_elements * sizeof(float) + 1);
                 if (!out)
                         continue;
                 if (mp_dtype_to_f32(t->dtype, data + t->offset, (size_t) (t->n_elements / info->block_elems),
                                     out) < 0)
-                        abort();        /* every dtype the reader accepts converts */
+                        abort();        /* every dtype with to_f32 converts */
                 free(out);
         }
 }

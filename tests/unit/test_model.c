@@ -328,8 +328,8 @@ static void test_file_changed_during_pass(void) {
  * part of the model; several GGUFs are ambiguous. */
 static void test_directory_rules(void) {
         char *dir = make_model("--hidden 64 --layers 1");
-        test_write(dir, "README.md", "hi", 2);
-        test_write(dir, "token", "hf_secret", 9);
+        free(test_write(dir, "README.md", "hi", 2));
+        free(test_write(dir, "token", "hf_secret", 9));
         mp_model *m = open_ok(dir);
         for (size_t i = 0; i < m->n_files; i++) {
                 CHECK(strcmp(m->files[i].rel_path, "README.md") != 0);
@@ -338,13 +338,13 @@ static void test_directory_rules(void) {
         mp_model_free(m);
 
         char *empty = test_tmpdir();
-        test_write(empty, "config.json", "{}", 2);
+        free(test_write(empty, "config.json", "{}", 2));
         mp_error e;
         CHECK_EQ(mp_model_open(empty, NULL, &m, &e), -ENOENT);
         CHECK(strstr(e.reason, "no model weights"));
 
         /* an unparseable config does not stop the model, it is a finding */
-        test_write(dir, "config.json", "{not json", 9);
+        free(test_write(dir, "config.json", "{not json", 9));
         m = open_ok(dir);
         CHECK_EQ(m->n_findings, 1);
         CHECK_EQ(m->findings[0].kind, MP_FINDING_UNPARSEABLE);
