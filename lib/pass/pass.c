@@ -56,11 +56,20 @@ typedef struct pass_ctx {
         mp_error err;
 } pass_ctx;
 
+/* Page cache residency ahead of the reads (see "page cache hygiene"). */
+typedef struct residency {
+        unsigned char *ring;    /* ring[page_no % n_pages]: 1 = was cached */
+        size_t n_pages;
+        size_t page;
+        uint64_t recorded_end;  /* residency known for [0, recorded_end) */
+} residency;
+
 typedef struct worker {
         pass_ctx *ctx;
         uint8_t *buf;
         float *fbuf;
-        unsigned char *resident[2];     /* page residency of the current and the next chunk */
+        residency rs;
+        unsigned char *mincore_vec;     /* one chunk's worth of mincore() output */
 } worker;
 
 void mp_hex(const uint8_t *bytes, size_t len, char *out) {
@@ -84,36 +93,62 @@ static void fail(pass_ctx *ctx, const mp_error *e) {
 
 /* --- page cache hygiene ------------------------------------------------- */
 
-/* Records which pages of [off, off+len) are in the page cache, through a
- * mapping that is never touched (so a file truncated meanwhile cannot
- * SIGBUS us).  On failure vec is filled with "resident" so nothing is
- * dropped: the safe default for an inference host. */
-static void snapshot_residency(int fd, uint64_t off, size_t len, unsigned char *vec, size_t page) {
-        size_t pages = (len + page - 1) / page;
-        if (len == 0)
-                return;
-        void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
-        if (p == MAP_FAILED) {
-                memset(vec, 1, pages);
-                return;
-        }
-        if (mincore(p, len, vec) < 0)
-                memset(vec, 1, pages);
-        munmap(p, len);
+/* The pass must leave the page cache as it found it: pages it brought in
+ * are dropped after use, pages that were cached before (a model an inference
+ * server is using) stay.  "Before" must be recorded ahead of kernel
+ * read-ahead, which pulls in pages well past what was asked for (8-16 MiB on
+ * common hosts, and marked pages trigger more).  So residency is recorded
+ * for a window of RESIDENCY_WINDOW bytes ahead of the read position, in a
+ * ring of one byte per page, and extended as the reads advance. */
+#define RESIDENCY_WINDOW (64u * 1024 * 1024)
+
+static int residency_init(residency *rs, size_t chunk) {
+        rs->page = (size_t) sysconf(_SC_PAGESIZE);
+        rs->n_pages = (RESIDENCY_WINDOW + 2 * chunk) / rs->page;
+        rs->ring = malloc(rs->n_pages);
+        rs->recorded_end = 0;
+        return rs->ring ? 0 : -ENOMEM;
 }
 
-/* Drops the pages of [off, off+len) that were not resident before we read. */
-static void drop_new_pages(int fd, uint64_t off, size_t len, const unsigned char *vec, size_t page) {
-        size_t pages = (len + page - 1) / page;
-        for (size_t i = 0; i < pages;) {
-                if (vec[i] & 1) {
+/* Records [off, off+len) through a mapping that is never touched (so a file
+ * truncated meanwhile cannot SIGBUS us).  On failure the pages count as
+ * cached, so nothing is dropped: the safe side for an inference host. */
+static void residency_record(residency *rs, int fd, uint64_t off, size_t len, unsigned char *tmp) {
+        size_t pages = (len + rs->page - 1) / rs->page;
+        void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
+        if (p == MAP_FAILED || mincore(p, len, tmp) < 0)
+                memset(tmp, 1, pages);
+        if (p != MAP_FAILED)
+                munmap(p, len);
+        uint64_t first = off / rs->page;
+        for (size_t i = 0; i < pages; i++)
+                rs->ring[(first + i) % rs->n_pages] = tmp[i] & 1;
+}
+
+/* Makes sure residency is recorded up to RESIDENCY_WINDOW past pos, in
+ * steps of chunk bytes (tmp holds one step's vector). */
+static void residency_advance(residency *rs, int fd, uint64_t pos, uint64_t size, size_t chunk, unsigned char *tmp) {
+        uint64_t want = pos + RESIDENCY_WINDOW < size ? pos + RESIDENCY_WINDOW : size;
+        while (rs->recorded_end < want) {
+                size_t len = want - rs->recorded_end < chunk ? (size_t) (want - rs->recorded_end) : chunk;
+                residency_record(rs, fd, rs->recorded_end, len, tmp);
+                rs->recorded_end += len;
+        }
+}
+
+/* Drops the pages of [off, off+len) that were not cached before we came. */
+static void residency_drop_new(const residency *rs, int fd, uint64_t off, size_t len) {
+        uint64_t first = off / rs->page, pages = (len + rs->page - 1) / rs->page;
+        for (uint64_t i = 0; i < pages;) {
+                if (rs->ring[(first + i) % rs->n_pages]) {
                         i++;
                         continue;
                 }
-                size_t j = i;
-                while (j < pages && !(vec[j] & 1))
+                uint64_t j = i;
+                while (j < pages && !rs->ring[(first + j) % rs->n_pages])
                         j++;
-                posix_fadvise(fd, (off_t) (off + i * page), (off_t) ((j - i) * page), POSIX_FADV_DONTNEED);
+                posix_fadvise(fd, (off_t) ((first + i) * rs->page), (off_t) ((j - i) * rs->page),
+                              POSIX_FADV_DONTNEED);
                 i = j;
         }
 }
@@ -322,7 +357,6 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
         pass_ctx *ctx = w->ctx;
         mp_file *f = &ctx->m->files[fi];
         size_t chunk = ctx->opts->chunk_bytes;
-        size_t page = (size_t) sysconf(_SC_PAGESIZE);
         int r;
 
         mp_source src;
@@ -334,7 +368,9 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
                 return mp_error_set(err, -EIO, f->path, -1, "file changed size since it was opened (%" PRIu64
                                     " -> %" PRIu64 " bytes)", f->size, src.size);
         }
+        bool drop = !ctx->opts->keep_cache;
         posix_fadvise(src.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        w->rs.recorded_end = 0;
 
         file_job j;
         EVP_MD_CTX *sha = EVP_MD_CTX_new();
@@ -353,13 +389,6 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
         if (r < 0)
                 mp_error_set(err, r, f->path, -1, "out of memory");
 
-        bool drop = !ctx->opts->keep_cache;
-        if (drop && r >= 0) {
-                snapshot_residency(src.fd, 0, f->size < chunk ? f->size : chunk, w->resident[0], page);
-                if (f->size > chunk)
-                        snapshot_residency(src.fd, chunk, f->size - chunk < chunk ? f->size - chunk : chunk,
-                                           w->resident[1], page);
-        }
 
         for (uint64_t pos = 0; r >= 0 && pos < f->size; pos += chunk) {
                 if (atomic_load(&ctx->stop)) {
@@ -368,6 +397,8 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
                         break;
                 }
                 size_t n = f->size - pos < chunk ? (size_t) (f->size - pos) : chunk;
+                if (drop)
+                        residency_advance(&w->rs, src.fd, pos, f->size, chunk, w->mincore_vec);
                 r = mp_source_pread(&src, w->buf, n, pos, err);
                 if (r < 0)
                         break;
@@ -383,18 +414,8 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
                                              r == -ENOMEM ? "out of memory" : "tensor visitor failed");
                 }
 
-                if (drop) {
-                        /* Residency of chunk k+1 was taken before chunk k was
-                         * read, so its read-ahead pages count as ours. */
-                        drop_new_pages(src.fd, pos, n, w->resident[0], page);
-                        unsigned char *tmp = w->resident[0];
-                        w->resident[0] = w->resident[1];
-                        w->resident[1] = tmp;
-                        uint64_t nxt = pos + 2 * (uint64_t) chunk;
-                        if (nxt < f->size)
-                                snapshot_residency(src.fd, nxt, f->size - nxt < chunk ? (size_t) (f->size - nxt) : chunk,
-                                                   w->resident[1], page);
-                }
+                if (drop)
+                        residency_drop_new(&w->rs, src.fd, pos, n);
                 report_progress(ctx, n);
         }
 
@@ -455,9 +476,8 @@ static int worker_init(worker *w, pass_ctx *ctx) {
         *w = (worker) { .ctx = ctx };
         w->buf = malloc(ctx->opts->chunk_bytes);
         w->fbuf = malloc(FLOAT_BUF_ELEMS * sizeof(float));
-        w->resident[0] = malloc(pages);
-        w->resident[1] = malloc(pages);
-        if (!w->buf || !w->fbuf || !w->resident[0] || !w->resident[1])
+        w->mincore_vec = malloc(pages);
+        if (!w->buf || !w->fbuf || !w->mincore_vec || residency_init(&w->rs, ctx->opts->chunk_bytes) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -465,8 +485,8 @@ static int worker_init(worker *w, pass_ctx *ctx) {
 static void worker_done(worker *w) {
         free(w->buf);
         free(w->fbuf);
-        free(w->resident[0]);
-        free(w->resident[1]);
+        free(w->mincore_vec);
+        free(w->rs.ring);
 }
 
 static pass_ctx *cmp_ctx;       /* for qsort of files; set under sort_lock */

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -324,6 +326,67 @@ static void test_file_changed_during_pass(void) {
         free(dir);
 }
 
+/* Share of a file's pages in the page cache (0..1). */
+static double resident_share(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        struct stat st;
+        CHECK(fstat(fd, &st) == 0);
+        size_t page = (size_t) sysconf(_SC_PAGESIZE), pages = ((size_t) st.st_size + page - 1) / page;
+        void *p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        CHECK(p != MAP_FAILED);
+        unsigned char *vec = malloc(pages);
+        CHECK(vec && mincore(p, (size_t) st.st_size, vec) == 0);
+        size_t n = 0;
+        for (size_t i = 0; i < pages; i++)
+                n += vec[i] & 1;
+        free(vec);
+        munmap(p, (size_t) st.st_size);
+        close(fd);
+        return (double) n / (double) pages;
+}
+
+static void evict(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        CHECK(fdatasync(fd) == 0);      /* dirty pages cannot be dropped */
+        CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+        close(fd);
+}
+
+/* The pass leaves the page cache as it found it: a cold file does not fill
+ * the cache (a scan must not evict an inference server's working set), a
+ * warm file (a model being served) stays cached. */
+static void test_page_cache_left_as_found(void) {
+        char *dir = make_model("--hidden 256 --layers 6 --vocab 2048");
+        char *w = NULL;
+        CHECK(asprintf(&w, "%s/model.safetensors", dir) > 0);
+
+        evict(w);
+        double before = resident_share(w);
+        CHECK(before < 0.25);
+        mp_model *m = open_ok(dir);
+        mp_pass_options o = { .jobs = 1, .chunk_bytes = 1 << 20 };
+        mp_pass_result res;
+        pass_ok(m, &o, &res);
+        mp_pass_result_free(&res);
+        double cold_after = resident_share(w);
+        fprintf(stderr, "cold file: %.2f resident before, %.2f after the pass\n", before, cold_after);
+        CHECK(cold_after < 0.25);
+
+        free(test_read(w, NULL));               /* warm it */
+        CHECK(resident_share(w) > 0.99);
+        pass_ok(m, &o, &res);
+        mp_pass_result_free(&res);
+        double warm_after = resident_share(w);
+        fprintf(stderr, "warm file: %.2f resident after the pass\n", warm_after);
+        CHECK(warm_after > 0.99);
+
+        mp_model_free(m);
+        free(w);
+        free(dir);
+}
+
 /* Directories: no weights is an error; a README or a credential is never
  * part of the model; several GGUFs are ambiguous. */
 static void test_directory_rules(void) {
@@ -363,6 +426,7 @@ int main(void) {
         RUN(test_generated_sharded_parallel);
         RUN(test_file_changed_during_pass);
         RUN(test_directory_rules);
+        RUN(test_page_cache_left_as_found);
         RUN(test_zoo_digests);
         RUN(test_zoo_cross_format_hashes);
         RUN(test_zoo_visitor_quantized);
