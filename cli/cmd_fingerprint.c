@@ -33,7 +33,7 @@ int cmd_fingerprint(int argc, char **argv) {
         cli_model_options mo = {0};
         const char *output = NULL;
         bool json = false;
-        int c, r;
+        int c;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "o:h" CLI_MODEL_SHORT_OPTIONS, options, NULL)) >= 0)
@@ -42,18 +42,11 @@ int cmd_fingerprint(int argc, char **argv) {
                 case OPT_JSON: json = true; break;
                 case 'h': usage(stdout); return EXIT_OK;
                 default:
-                        r = cli_model_option(c, optarg, &mo);
-                        if (r < 0)
+                        if (cli_model_option_or_usage(c, optarg, &mo, usage) < 0)
                                 return EXIT_ERROR;
-                        if (r == 0) {
-                                usage(stderr);
-                                return EXIT_ERROR;
-                        }
                 }
-        if (optind + 1 != argc) {
-                usage(stderr);
+        if (cli_want_one_operand(argc, usage) < 0)
                 return EXIT_ERROR;
-        }
         if (!output)
                 json = true;
 

@@ -165,7 +165,7 @@ int cmd_inspect(int argc, char **argv) {
         };
         cli_model_options mo = {0};
         view v = VIEW_HUMAN;
-        int c, r;
+        int c;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "h" CLI_MODEL_SHORT_OPTIONS, options, NULL)) >= 0)
@@ -174,18 +174,11 @@ int cmd_inspect(int argc, char **argv) {
                 case OPT_PLAIN: v = VIEW_PLAIN; break;
                 case 'h': usage(stdout); return EXIT_OK;
                 default:
-                        r = cli_model_option(c, optarg, &mo);
-                        if (r < 0)
+                        if (cli_model_option_or_usage(c, optarg, &mo, usage) < 0)
                                 return EXIT_ERROR;
-                        if (r == 0) {
-                                usage(stderr);
-                                return EXIT_ERROR;
-                        }
                 }
-        if (optind + 1 != argc) {
-                usage(stderr);
+        if (cli_want_one_operand(argc, usage) < 0)
                 return EXIT_ERROR;
-        }
 
         _cleanup_(mp_model_freep) mp_model *m = NULL;
         _cleanup_(mp_fingerprint_freep) mp_fingerprint *fp = NULL;

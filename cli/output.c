@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -37,6 +38,25 @@ int cli_model_option(int c, const char *arg, cli_model_options *o) {
         default:
                 return 0;
         }
+}
+
+int cli_model_option_or_usage(int c, const char *arg, cli_model_options *o, void (*usage)(FILE *f)) {
+        int r = cli_model_option(c, arg, o);
+        if (r < 0)
+                return r;       /* cli_model_option() said why */
+        if (r == 0) {
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int cli_want_one_operand(int argc, void (*usage)(FILE *f)) {
+        if (optind + 1 != argc) {
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "fingerprint/record.h"
 #include "formats/model.h"
@@ -43,6 +44,15 @@ enum { CLI_OPT_OLLAMA_STORE = 0x1000 };
  * Returns 1 if handled, 0 if c is not a model option, -EINVAL (after
  * printing why) on a bad value. */
 int cli_model_option(int c, const char *arg, cli_model_options *o);
+
+/* The tail of every command's option loop.  cli_model_option_or_usage()
+ * takes a getopt result the command did not handle itself: a model option,
+ * or else (an unknown option, a missing argument) prints usage to stderr.
+ * cli_want_one_operand() checks that exactly one operand (the model path)
+ * follows the options, printing usage otherwise.  Both return 0 to go on, or
+ * a negative errno after which the command exits with EXIT_ERROR. */
+int cli_model_option_or_usage(int c, const char *arg, cli_model_options *o, void (*usage)(FILE *f));
+int cli_want_one_operand(int argc, void (*usage)(FILE *f));
 
 /* Prints a JSON value to stdout, indented, with a final newline. */
 int cli_print_json(json_t *j);

@@ -511,36 +511,85 @@ fail:
 
 /* ---- checks across entries ------------------------------------------------ */
 
+/* The checks below sort pointers to the entries rather than the entries
+ * themselves: the arrays stay in file order (the model lists them that way)
+ * and the pointers are cheap to move.  The comparators get pointers to the
+ * const void * slots of that array. */
+typedef int (*ref_order_fn)(const void *a, const void *b);
+
+/* Returns a newly allocated array of pointers to the n elements of base (each
+ * size bytes), sorted by order, or NULL when out of memory. */
+static const void **sorted_refs(const void *base, size_t n, size_t size, ref_order_fn order) {
+        const void **v = calloc(n, sizeof(*v));
+        if (!v)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                v[i] = (const char *) base + i * size;
+        qsort(v, n, sizeof(*v), order);
+        return v;
+}
+
+/* Looks for two elements that same() calls equal.  order must sort equal
+ * elements next to each other and break ties by file offset, so that the
+ * first pair found is reported at the later of the two entries, whatever
+ * qsort does with equal keys.  Returns 1 with the pair in *ret_prev (earlier
+ * in the file) and *ret_dup (later), 0 if all differ, -ENOMEM. */
+static int find_sorted_duplicate(const void *base, size_t n, size_t size,
+                                 ref_order_fn order,
+                                 bool (*same)(const void *a, const void *b),
+                                 const void **ret_prev, const void **ret_dup) {
+        if (n < 2)
+                return 0;
+        _cleanup_(freep) const void **v = sorted_refs(base, n, size, order);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 1; i < n; i++)
+                if (same(v[i - 1], v[i])) {
+                        *ret_prev = v[i - 1];
+                        *ret_dup = v[i];
+                        return 1;
+                }
+        return 0;
+}
+
 static int cmp_kv_key(const void *a, const void *b) {
-        const gguf_kv *x = *(const gguf_kv *const *) a, *y = *(const gguf_kv *const *) b;
+        const gguf_kv *x = *(const void *const *) a, *y = *(const void *const *) b;
         int c = strcmp(x->key, y->key);
         return c != 0 ? c : (x->key_offset > y->key_offset) - (x->key_offset < y->key_offset);
 }
 
+static bool same_kv_key(const void *a, const void *b) {
+        const gguf_kv *x = a, *y = b;
+        return strcmp(x->key, y->key) == 0;
+}
+
 static int check_duplicate_keys(const gguf_file *g, const mp_source *src, mp_error *err) {
-        if (g->n_kvs < 2)
-                return 0;
-        _cleanup_(freep) const gguf_kv **v = calloc(g->n_kvs, sizeof(*v));
-        if (!v)
-                return mp_error_set(err, -ENOMEM, src->label, -1, "out of memory");
-        for (size_t i = 0; i < g->n_kvs; i++)
-                v[i] = &g->kvs[i];
-        qsort(v, g->n_kvs, sizeof(*v), cmp_kv_key);
-        for (size_t i = 1; i < g->n_kvs; i++)
-                if (strcmp(v[i - 1]->key, v[i]->key) == 0)
-                        return mp_error_set(err, -EBADMSG, src->label, off64(v[i]->key_offset),
-                                            "duplicate key '%s'", v[i]->key);
+        const void *prev, *dup;
+        int k = find_sorted_duplicate(g->kvs, g->n_kvs, sizeof(g->kvs[0]), cmp_kv_key, same_kv_key,
+                                      &prev, &dup);
+        if (k < 0)
+                return mp_error_set(err, k, src->label, -1, "out of memory");
+        if (k > 0) {
+                const gguf_kv *kv = dup;
+                return mp_error_set(err, -EBADMSG, src->label, off64(kv->key_offset),
+                                    "duplicate key '%s'", kv->key);
+        }
         return 0;
 }
 
 static int cmp_tensor_name(const void *a, const void *b) {
-        const gguf_tensor *x = *(const gguf_tensor *const *) a, *y = *(const gguf_tensor *const *) b;
+        const gguf_tensor *x = *(const void *const *) a, *y = *(const void *const *) b;
         int c = strcmp(x->t.name, y->t.name);
         return c != 0 ? c : (x->name_offset > y->name_offset) - (x->name_offset < y->name_offset);
 }
 
+static bool same_tensor_name(const void *a, const void *b) {
+        const gguf_tensor *x = a, *y = b;
+        return strcmp(x->t.name, y->t.name) == 0;
+}
+
 static int cmp_tensor_offset(const void *a, const void *b) {
-        const gguf_tensor *x = *(const gguf_tensor *const *) a, *y = *(const gguf_tensor *const *) b;
+        const gguf_tensor *x = *(const void *const *) a, *y = *(const void *const *) b;
         if (x->t.offset != y->t.offset)
                 return x->t.offset < y->t.offset ? -1 : 1;
         if (x->t.length != y->t.length)
@@ -552,23 +601,20 @@ static int cmp_tensor_offset(const void *a, const void *b) {
  * either the GGUF names repeat (ggml refuses that too) or two GGUF names map
  * to one HF name. */
 static int check_duplicate_tensors(const gguf_file *g, const mp_source *src, mp_error *err) {
-        if (g->n_tensors < 2)
-                return 0;
-        _cleanup_(freep) const gguf_tensor **v = calloc(g->n_tensors, sizeof(*v));
-        if (!v)
-                return mp_error_set(err, -ENOMEM, src->label, -1, "out of memory");
-        for (size_t i = 0; i < g->n_tensors; i++)
-                v[i] = &g->tensors[i];
-        qsort(v, g->n_tensors, sizeof(*v), cmp_tensor_name);
-        for (size_t i = 1; i < g->n_tensors; i++)
-                if (strcmp(v[i - 1]->t.name, v[i]->t.name) == 0) {
-                        if (strcmp(v[i - 1]->t.source_name, v[i]->t.source_name) == 0)
-                                return mp_error_set(err, -EBADMSG, src->label, off64(v[i]->name_offset),
-                                                    "duplicate tensor name '%s'", v[i]->t.source_name);
-                        return mp_error_set(err, -EBADMSG, src->label, off64(v[i]->name_offset),
-                                            "tensors '%s' and '%s' both map to '%s'",
-                                            v[i - 1]->t.source_name, v[i]->t.source_name, v[i]->t.name);
-                }
+        const void *prev, *dup;
+        int k = find_sorted_duplicate(g->tensors, g->n_tensors, sizeof(g->tensors[0]),
+                                      cmp_tensor_name, same_tensor_name, &prev, &dup);
+        if (k < 0)
+                return mp_error_set(err, k, src->label, -1, "out of memory");
+        if (k > 0) {
+                const gguf_tensor *a = prev, *b = dup;
+                if (strcmp(a->t.source_name, b->t.source_name) == 0)
+                        return mp_error_set(err, -EBADMSG, src->label, off64(b->name_offset),
+                                            "duplicate tensor name '%s'", b->t.source_name);
+                return mp_error_set(err, -EBADMSG, src->label, off64(b->name_offset),
+                                    "tensors '%s' and '%s' both map to '%s'",
+                                    a->t.source_name, b->t.source_name, b->t.name);
+        }
         return 0;
 }
 
@@ -598,25 +644,25 @@ static int place_tensors(gguf_file *g, const mp_source *src, mp_error *err) {
 
         if (g->n_tensors < 2)
                 return 0;
-        _cleanup_(freep) const gguf_tensor **v = calloc(g->n_tensors, sizeof(*v));
+        _cleanup_(freep) const void **v = sorted_refs(g->tensors, g->n_tensors, sizeof(g->tensors[0]),
+                                                      cmp_tensor_offset);
         if (!v)
                 return mp_error_set(err, -ENOMEM, src->label, -1, "out of memory");
-        for (size_t i = 0; i < g->n_tensors; i++)
-                v[i] = &g->tensors[i];
-        qsort(v, g->n_tensors, sizeof(*v), cmp_tensor_offset);
         /* After sorting by start, any overlap shows between a tensor and the
          * furthest-reaching one before it. */
         const gguf_tensor *reach = v[0];
         for (size_t i = 1; i < g->n_tensors; i++) {
-                if (v[i]->t.offset < reach->t.offset + reach->t.length) {
-                        const gguf_tensor *later = v[i]->offset_offset > reach->offset_offset ? v[i] : reach;
+                const gguf_tensor *cur = v[i];
+
+                if (cur->t.offset < reach->t.offset + reach->t.length) {
+                        const gguf_tensor *later = cur->offset_offset > reach->offset_offset ? cur : reach;
                         return mp_error_set(err, -EBADMSG, src->label, off64(later->offset_offset),
                                             "tensor '%s' overlaps tensor '%s'",
                                             later->t.source_name,
-                                            later == v[i] ? reach->t.source_name : v[i]->t.source_name);
+                                            later == cur ? reach->t.source_name : cur->t.source_name);
                 }
-                if (v[i]->t.offset + v[i]->t.length > reach->t.offset + reach->t.length)
-                        reach = v[i];
+                if (cur->t.offset + cur->t.length > reach->t.offset + reach->t.length)
+                        reach = cur;
         }
         return 0;
 }

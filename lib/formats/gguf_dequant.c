@@ -170,43 +170,36 @@ static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *mn) {
         }
 }
 
-/* Q4_K: f16 d, f16 dmin, scales[12], qs[128].  Eight sub-blocks of 32; each
- * 32-byte group of qs holds two sub-blocks (low nibbles, then high). */
-static void dequant_q4_k(const uint8_t *b, float *y) {
+/* Q4_K and Q5_K share their layout but for Q5_K's qh[32]: f16 d, f16 dmin,
+ * scales[12], [qh[32],] qs[128].  Eight sub-blocks of 32; each 32-byte group
+ * of qs holds two sub-blocks (low nibbles, then high).  For Q5_K the fifth
+ * bit of sub-block s, element l is bit s of qh[l]; qh is NULL for Q4_K, which
+ * adds 0 instead and so computes exactly what a Q4_K-only loop would.  Inline
+ * so that each caller gets the loop specialised for its constant qh. */
+static inline void dequant_q45_k(const uint8_t *b, const uint8_t *qh, const uint8_t *q, float *y) {
         const float d = half(b), dmin = half(b + 2);
-        const uint8_t *scales = b + 4, *q = b + 16;
+        const uint8_t *scales = b + 4;
+        unsigned u1 = 1, u2 = 2;
 
-        for (int is = 0; is < 8; is += 2, q += 32) {
+        for (int is = 0; is < 8; is += 2, q += 32, u1 <<= 2, u2 <<= 2) {
                 uint8_t sc, mn;
                 k4_scale_min(is, scales, &sc, &mn);
                 const float d1 = d * (float) sc, m1 = dmin * (float) mn;
                 k4_scale_min(is + 1, scales, &sc, &mn);
                 const float d2 = d * (float) sc, m2 = dmin * (float) mn;
                 for (int l = 0; l < 32; l++)
-                        *y++ = d1 * (float) (q[l] & 0x0f) - m1;
+                        *y++ = d1 * (float) ((q[l] & 0x0f) + ((qh && (qh[l] & u1)) ? 16 : 0)) - m1;
                 for (int l = 0; l < 32; l++)
-                        *y++ = d2 * (float) (q[l] >> 4) - m2;
+                        *y++ = d2 * (float) ((q[l] >> 4) + ((qh && (qh[l] & u2)) ? 16 : 0)) - m2;
         }
 }
 
-/* Q5_K: as Q4_K plus qh[32] between scales and qs: the fifth bit of
- * sub-block s, element l is bit s of qh[l]. */
-static void dequant_q5_k(const uint8_t *b, float *y) {
-        const float d = half(b), dmin = half(b + 2);
-        const uint8_t *scales = b + 4, *qh = b + 16, *ql = b + 48;
-        unsigned u1 = 1, u2 = 2;
+static void dequant_q4_k(const uint8_t *b, float *y) {
+        dequant_q45_k(b, NULL, b + 16, y);
+}
 
-        for (int is = 0; is < 8; is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
-                uint8_t sc, mn;
-                k4_scale_min(is, scales, &sc, &mn);
-                const float d1 = d * (float) sc, m1 = dmin * (float) mn;
-                k4_scale_min(is + 1, scales, &sc, &mn);
-                const float d2 = d * (float) sc, m2 = dmin * (float) mn;
-                for (int l = 0; l < 32; l++)
-                        *y++ = d1 * (float) ((ql[l] & 0x0f) + ((qh[l] & u1) ? 16 : 0)) - m1;
-                for (int l = 0; l < 32; l++)
-                        *y++ = d2 * (float) ((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
-        }
+static void dequant_q5_k(const uint8_t *b, float *y) {
+        dequant_q45_k(b, b + 16, b + 48, y);
 }
 
 /* Q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16], f16 d.

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 
 #define ARENA_MAX        (256u << 20)   /* bytes for values and containers */
 #define ARENA_CHUNK      (64u << 10)
@@ -501,38 +502,7 @@ static int readline(parser *p, const uint8_t **ret, size_t *len) {
 }
 
 static bool utf8_valid(const uint8_t *s, size_t n) {
-        size_t i = 0;
-
-        while (i < n) {
-                uint8_t c = s[i];
-                size_t len;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if ((c & 0xE0) == 0xC0) {
-                        len = 2, cp = c & 0x1F, min = 0x80;
-                } else if ((c & 0xF0) == 0xE0) {
-                        len = 3, cp = c & 0x0F, min = 0x800;
-                } else if ((c & 0xF8) == 0xF0) {
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                } else
-                        return false;
-                if (n - i < len)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xC0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i + k] & 0x3F);
-                }
-                /* overlong forms, surrogates, beyond Unicode */
-                if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-                        return false;
-                i += len;
-        }
-        return true;
+        return mp_utf8_invalid_at(s, n) == n;
 }
 
 static size_t utf8_put(uint8_t *d, uint32_t cp) {

@@ -17,6 +17,7 @@
 
 #include "sentencepiece_model.pb-c.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 /* Real models are at most a few MiB (a 256k-piece vocabulary is ~5 MiB). */
 #define SPM_MAX_FILE_SIZE (64u * 1024 * 1024)
@@ -192,43 +193,6 @@ static int pb_check_message(const char *label, const char *msg, const uint8_t *b
         return 0;
 }
 
-/* Returns the offset of the first byte that is not part of valid UTF-8
- * (overlong forms, surrogates and code points above U+10FFFF refused), or
- * len when all is valid. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t len) {
-        size_t i = 0;
-
-        while (i < len) {
-                uint8_t c = s[i];
-                size_t n;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        n = 1, cp = c & 0x1f, min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        n = 2, cp = c & 0x0f, min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        n = 3, cp = c & 0x07, min = 0x10000;
-                } else
-                        return i;
-
-                if (n > len - i - 1)
-                        return i;
-                for (size_t k = 1; k <= n; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return i;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return i;
-                i += n + 1;
-        }
-        return len;
-}
-
 /* The piece string of pieces[index]: present, non-empty, bounded, UTF-8
  * without NUL (tokens are C strings). */
 static int check_piece_string(const char *label, size_t index, const uint8_t *buf, const pb_field *f,
@@ -247,7 +211,7 @@ static int check_piece_string(const char *label, size_t index, const uint8_t *bu
         if (nul)
                 return mp_error_set(err, -EBADMSG, label, (int64_t) (f->data + (size_t) (nul - s)),
                                     "pieces[%zu]: piece contains a NUL byte", index);
-        bad = utf8_invalid_at(s, f->len);
+        bad = mp_utf8_invalid_at(s, f->len);
         if (bad < f->len)
                 return mp_error_set(err, -EBADMSG, label, (int64_t) (f->data + bad),
                                     "pieces[%zu]: piece is not valid UTF-8", index);

@@ -55,3 +55,37 @@ bool mp_is_direct_child(const char *path, const char *dir) {
                 return false;
         return !strchr(path + n + 1, '/');
 }
+
+size_t mp_utf8_invalid_at(const uint8_t *s, size_t len) {
+        size_t i = 0;
+
+        while (i < len) {
+                uint8_t c = s[i];
+                size_t n;
+                uint32_t cp, min;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        n = 1, cp = c & 0x1f, min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        n = 2, cp = c & 0x0f, min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        n = 3, cp = c & 0x07, min = 0x10000;
+                } else
+                        return i;
+
+                if (n > len - i - 1)
+                        return i;
+                for (size_t k = 1; k <= n; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return i;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return i;
+                i += n + 1;
+        }
+        return len;
+}

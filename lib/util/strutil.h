@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 bool mp_has_prefix(const char *s, const char *prefix);
 bool mp_has_suffix(const char *s, const char *suffix);
@@ -25,3 +26,8 @@ char *mp_path_join(const char *a, const char *b);
 /* True if path is dir + "/" + one more component (no further '/');
  * false when dir is NULL. */
 bool mp_is_direct_child(const char *path, const char *dir);
+
+/* Returns the offset of the first byte that is not part of valid UTF-8
+ * (overlong forms, surrogates and code points above U+10FFFF refused), or
+ * len when all is valid. */
+size_t mp_utf8_invalid_at(const uint8_t *s, size_t len);

@@ -1,16 +1,11 @@
-/* fuzz_tokenizer.c - libFuzzer target for the tokenizer readers.  The first
- * input byte picks the parser (modulo 4), the rest is its input:
- *   0  tokenizer.json
- *   1  vocab.json, a NUL byte, merges.txt (no NUL: no merges.txt)
- *   2  sentencepiece tokenizer.model
- *   3  tokenizer_config.json applied to an empty tokenizer
- * tests/unit/test_tokenizers.c replays tests/fuzz/regressions/tokenizer with
- * the same dispatch. */
+/* fuzz_tokenizer.c - libFuzzer target for the tokenizer readers; the input
+ * layout (first byte picks the parser) is tokenizer_dispatch()'s. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/tokenizer.h"
+#include "tokenizer_dispatch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,7 +36,6 @@ static void check_result(int r, const mp_error *err, const mp_tokenizer *t, int 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         mp_tokenizer *t = NULL;
         mp_error err = {};
-        int r = 0;
 
         if (size == 0)
                 return 0;
@@ -49,27 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char *buf = copy_z(data + 1, size - 1);
         size--;
 
-        switch (sel) {
-        case 0:
-                r = mp_tokenizer_json_parse("tokenizer.json", buf, size, &t, &err);
-                break;
-        case 1: {
-                char *nul = memchr(buf, 0, size);
-                size_t vlen = nul ? (size_t) (nul - buf) : size;
-                r = mp_tokenizer_vocab_merges_parse("vocab.json", buf, vlen, "merges.txt",
-                                                    nul ? nul + 1 : NULL, nul ? size - vlen - 1 : 0, &t, &err);
-                break;
-        }
-        case 2:
-                r = mp_sentencepiece_parse("tokenizer.model", (const uint8_t *) buf, size, &t, &err);
-                break;
-        default:
-                t = mp_tokenizer_new(MP_TOK_UNKNOWN, "x");
-                if (!t)
-                        abort();
-                r = mp_tokenizer_config_apply(t, "tokenizer_config.json", buf, size, &err);
-                break;
-        }
+        int r = tokenizer_dispatch(sel, buf, size, &t, &err);
         check_result(r, &err, t, sel == 3);
 
         mp_tokenizer_free(t);

@@ -22,6 +22,13 @@ const char *test_zoo(void) {
         return NULL;
 }
 
+const mp_tensor *test_find_tensor(const mp_model *m, const char *name) {
+        for (size_t i = 0; i < m->n_tensors; i++)
+                if (strcmp(m->tensors[i].name, name) == 0)
+                        return &m->tensors[i];
+        return NULL;
+}
+
 char *test_tmpdir(void) {
         const char *base = getenv("TMPDIR");
         char *t = NULL;
@@ -32,10 +39,14 @@ char *test_tmpdir(void) {
         return t;
 }
 
-char *test_write(const char *dir, const char *name, const void *buf, size_t len) {
+char *test_path(const char *dir, const char *rel) {
         char *p = NULL;
-        if (asprintf(&p, "%s/%s", dir, name) < 0)
-                abort();
+        CHECK(asprintf(&p, "%s/%s", dir, rel) > 0);
+        return p;
+}
+
+char *test_write(const char *dir, const char *name, const void *buf, size_t len) {
+        char *p = test_path(dir, name);
         FILE *f = fopen(p, "wb");
         if (!f || (len && fwrite(buf, 1, len, f) != len) || fclose(f) != 0) {
                 perror(p);
@@ -62,3 +73,31 @@ char *test_read(const char *path, size_t *len) {
                 *len = (size_t) n;
         return b;
 }
+
+void put(test_buf *b, const void *d, size_t n) {
+        if (b->n + n > b->cap) {
+                size_t cap = b->cap ? b->cap : 256;
+                while (cap < b->n + n)
+                        cap *= 2;
+                b->p = realloc(b->p, cap);
+                CHECK(b->p);
+                b->cap = cap;
+        }
+        if (n)
+                memcpy(b->p + b->n, d, n);
+        b->n += n;
+}
+
+void put_le(test_buf *b, uint64_t v, int bytes) {
+        uint8_t t[8];
+
+        CHECK(bytes >= 0 && bytes <= 8);
+        for (int i = 0; i < bytes; i++)
+                t[i] = (uint8_t) (v >> (8 * i));
+        put(b, t, (size_t) bytes);
+}
+
+void put_u8(test_buf *b, uint8_t v)   { put_le(b, v, 1); }
+void put_u16(test_buf *b, uint16_t v) { put_le(b, v, 2); }
+void put_u32(test_buf *b, uint32_t v) { put_le(b, v, 4); }
+void put_u64(test_buf *b, uint64_t v) { put_le(b, v, 8); }

@@ -7,9 +7,12 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "formats/model.h"
 
 #define CHECK(cond)                                                              \
         do {                                                                     \
@@ -51,6 +54,9 @@
  * missing zoo is a failure (exit 1), not a skip. */
 const char *test_zoo(void);
 
+/* The tensor of m named name, or NULL. */
+const mp_tensor *test_find_tensor(const mp_model *m, const char *name);
+
 /* Exit code for "skipped" in meson. */
 #define TEST_SKIP 77
 
@@ -58,8 +64,28 @@ const char *test_zoo(void);
  * scratch).  Never NULL: aborts on failure. */
 char *test_tmpdir(void);
 
+/* dir + "/" + rel, malloc'd.  Never NULL: aborts on failure. */
+char *test_path(const char *dir, const char *rel);
+
 /* Writes len bytes to dir/name; returns the malloc'd full path. */
 char *test_write(const char *dir, const char *name, const void *buf, size_t len);
 
 /* Reads a whole file; aborts on failure.  *len receives its size. */
 char *test_read(const char *path, size_t *len);
+
+/* A growable byte buffer for the files the tests build by hand (GGUF
+ * headers, zips, pickles, protobuf messages).  Start from {0}; free p.
+ * put() appends n bytes (d may be NULL when n is 0), put_le() the low
+ * `bytes` bytes of v in little-endian order, which is how every format here
+ * stores its integers.  All abort on ENOMEM. */
+typedef struct test_buf {
+        uint8_t *p;
+        size_t n, cap;
+} test_buf;
+
+void put(test_buf *b, const void *d, size_t n);
+void put_le(test_buf *b, uint64_t v, int bytes);
+void put_u8(test_buf *b, uint8_t v);
+void put_u16(test_buf *b, uint16_t v);
+void put_u32(test_buf *b, uint32_t v);
+void put_u64(test_buf *b, uint64_t v);

@@ -30,77 +30,46 @@
 
 /* ---- a tiny GGUF writer ----------------------------------------------------- */
 
-typedef struct buf {
-        uint8_t *p;
-        size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-        if (b->n + n > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->n + n)
-                        cap *= 2;
-                b->p = realloc(b->p, cap);
-                CHECK(b->p);
-                b->cap = cap;
-        }
-        if (n)
-                memcpy(b->p + b->n, d, n);
-        b->n += n;
-}
-
-static void put_le(buf *b, uint64_t v, int bytes) {
-        uint8_t t[8];
-        for (int i = 0; i < bytes; i++)
-                t[i] = (uint8_t) (v >> (8 * i));
-        put(b, t, (size_t) bytes);
-}
-
-static void put_u8(buf *b, uint8_t v)   { put_le(b, v, 1); }
-static void put_u16(buf *b, uint16_t v) { put_le(b, v, 2); }
-static void put_u32(buf *b, uint32_t v) { put_le(b, v, 4); }
-static void put_u64(buf *b, uint64_t v) { put_le(b, v, 8); }
-
-static void put_f32(buf *b, float f) {
+static void put_f32(test_buf *b, float f) {
         uint32_t u;
         memcpy(&u, &f, 4);
         put_u32(b, u);
 }
 
-static void put_f64(buf *b, double f) {
+static void put_f64(test_buf *b, double f) {
         uint64_t u;
         memcpy(&u, &f, 8);
         put_u64(b, u);
 }
 
-static void put_strn(buf *b, const char *s, size_t n) {
+static void put_strn(test_buf *b, const char *s, size_t n) {
         put_u64(b, n);
         put(b, s, n);
 }
 
-static void put_str(buf *b, const char *s) {
+static void put_str(test_buf *b, const char *s) {
         put_strn(b, s, strlen(s));
 }
 
-static void pad_to(buf *b, size_t align) {
+static void pad_to(test_buf *b, size_t align) {
         while (b->n % align)
                 put_u8(b, 0);
 }
 
 enum { T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_BOOL, T_STR, T_ARR, T_U64, T_I64, T_F64 };
 
-static void header(buf *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
+static void header(test_buf *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
         put(b, "GGUF", 4);
         put_u32(b, version);
         put_u64(b, n_tensors);
         put_u64(b, n_kv);
 }
 
-static void kv_u32(buf *b, const char *k, uint32_t v) { put_str(b, k); put_u32(b, T_U32); put_u32(b, v); }
-static void kv_str(buf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, T_STR); put_str(b, v); }
-static void kv_f32(buf *b, const char *k, float v) { put_str(b, k); put_u32(b, T_F32); put_f32(b, v); }
+static void kv_u32(test_buf *b, const char *k, uint32_t v) { put_str(b, k); put_u32(b, T_U32); put_u32(b, v); }
+static void kv_str(test_buf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, T_STR); put_str(b, v); }
+static void kv_f32(test_buf *b, const char *k, float v) { put_str(b, k); put_u32(b, T_F32); put_f32(b, v); }
 
-static void kv_str_array(buf *b, const char *k, const char *const *v, size_t n) {
+static void kv_str_array(test_buf *b, const char *k, const char *const *v, size_t n) {
         put_str(b, k);
         put_u32(b, T_ARR);
         put_u32(b, T_STR);
@@ -110,7 +79,7 @@ static void kv_str_array(buf *b, const char *k, const char *const *v, size_t n) 
 }
 
 /* A tensor info; returns the position of its offset field. */
-static size_t tinfo(buf *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off) {
+static size_t tinfo(test_buf *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off) {
         put_str(b, name);
         put_u32(b, n_dims);
         for (uint32_t d = 0; d < n_dims; d++)
@@ -135,7 +104,7 @@ static mp_model *load_buf(const void *p, size_t n, int *ret, mp_error *err) {
         return m;
 }
 
-static void expect_fail_at(const buf *b, int code, int64_t offset, const char *reason_part, int line) {
+static void expect_fail_at(const test_buf *b, int code, int64_t offset, const char *reason_part, int line) {
         mp_error err;
         int r;
         mp_model *m = load_buf(b->p, b->n, &r, &err);
@@ -165,13 +134,6 @@ static const char *meta(const mp_model *m, const char *key) {
         for (size_t i = 0; i < m->n_metadata; i++)
                 if (strcmp(m->metadata[i].key, key) == 0)
                         return m->metadata[i].value;
-        return NULL;
-}
-
-static const mp_tensor *tensor(const mp_model *m, const char *name) {
-        for (size_t i = 0; i < m->n_tensors; i++)
-                if (strcmp(m->tensors[i].name, name) == 0)
-                        return &m->tensors[i];
         return NULL;
 }
 
@@ -645,14 +607,14 @@ static void test_dequant_kquants_by_hand(void) {
 static const char *const vocab[] = { "<unk>", "<s>", "</s>", "a", "b" };
 
 typedef struct tiny {
-        buf b;
+        test_buf b;
         size_t n_kv;
         size_t data_start;
         uint64_t rel[5];
 } tiny;
 
 static void build_tiny(tiny *t, uint32_t version) {
-        buf *b = &t->b;
+        test_buf *b = &t->b;
         const size_t n_kv = 34;
         static const uint64_t ne_embd[] = { 4, 5 }, ne_q[] = { 4, 4 }, ne_down[] = { 32, 2 }, ne_norm[] = { 4 },
                               ne_rope[] = { 2 };
@@ -921,7 +883,7 @@ static void test_existing_fields(void) {
 }
 
 static void test_minimal_files(void) {
-        buf b = { 0 };
+        test_buf b = { 0 };
         mp_error err;
         int r;
 
@@ -938,7 +900,7 @@ static void test_minimal_files(void) {
         /* default alignment 32, no architecture: names pass through; a 0-d
          * tensor is a scalar; gpt2-style kv head default */
         free(b.p);
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 2, 2);
         kv_u32(&b, "x.attention.head_count", 8);
         kv_u32(&b, "x.embedding_length", 64);
@@ -965,7 +927,7 @@ static void test_minimal_files(void) {
 
         /* a tokenizer without tokenizer.ggml.model is "other"; gpt2 kind;
          * merges count */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 4);
         kv_str(&b, "general.architecture", "gpt2");
         kv_str(&b, "tokenizer.ggml.model", "gpt2");
@@ -981,7 +943,7 @@ static void test_minimal_files(void) {
         mp_model_free(m);
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 2);
         kv_str(&b, "tokenizer.ggml.model", "bert");
         kv_str_array(&b, "tokenizer.ggml.tokens", vocab, 2);
@@ -993,7 +955,7 @@ static void test_minimal_files(void) {
         free(b.p);
 
         /* a token with a NUL keeps the part before it */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "tokenizer.ggml.tokens"); put_u32(&b, T_ARR); put_u32(&b, T_STR); put_u64(&b, 2);
         put_str(&b, "x");
@@ -1009,64 +971,64 @@ static void test_minimal_files(void) {
 /* ---- malformed files ---------------------------------------------------------- */
 
 static void test_bad_header(void) {
-        buf b = { 0 };
+        test_buf b = { 0 };
 
         put(&b, "GGUG", 4); put_u32(&b, 3); put_u64(&b, 0); put_u64(&b, 0);
         EXPECT_FAIL(&b, -EBADMSG, 0, "magic");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         put(&b, "GG", 2);
         EXPECT_FAIL(&b, -EBADMSG, 0, "truncated");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         put(&b, "GGUF", 4); put_u16(&b, 3);
         EXPECT_FAIL(&b, -EBADMSG, 4, "truncated");
         free(b.p);
 
         static const uint32_t versions[] = { 0, 1, 4, 99, 0x03000000u, UINT32_MAX };
         for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
-                b = (buf) { 0 };
+                b = (test_buf) { 0 };
                 header(&b, versions[i], 0, 0);
                 EXPECT_FAIL(&b, -ENOTSUP, 4, NULL);
                 free(b.p);
         }
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 1, 0, 0);
         EXPECT_FAIL(&b, -ENOTSUP, 4, "version 1");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 0);
         b.n -= 3;
         EXPECT_FAIL(&b, -EBADMSG, 16, "truncated");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, UINT64_C(1) << 60, 0);
         EXPECT_FAIL(&b, -E2BIG, 8, "tensor count");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, MP_GGUF_MAX_TENSORS + 1, 0);
         EXPECT_FAIL(&b, -E2BIG, 8, NULL);
         free(b.p);
 
         /* within the limit but more than the file could describe */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 100, 0);
         for (int i = 0; i < 100; i++)
                 put_u8(&b, 0);
         EXPECT_FAIL(&b, -E2BIG, 8, NULL);
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, UINT64_C(1) << 60);
         EXPECT_FAIL(&b, -E2BIG, 16, "metadata count");
         free(b.p);
 
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 10);
         kv_u32(&b, "a", 1);
         EXPECT_FAIL(&b, -E2BIG, 16, NULL);
@@ -1074,7 +1036,7 @@ static void test_bad_header(void) {
 }
 
 static void test_bad_kv(void) {
-        buf b = { 0 };
+        test_buf b = { 0 };
         size_t at;
 
         /* key length past the end of the file */
@@ -1084,7 +1046,7 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* key length above the name limit */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_u64(&b, UINT64_C(1) << 40);
         for (int i = 0; i < 16; i++)
@@ -1093,42 +1055,42 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* key with a NUL */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_strn(&b, "a\0b", 3); put_u32(&b, T_U8); put_u8(&b, 1);
         EXPECT_FAIL(&b, -EBADMSG, 24, "NUL");
         free(b.p);
 
         /* unknown value type */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); at = b.n; put_u32(&b, 13); put_u32(&b, 0);
         EXPECT_FAIL(&b, -EBADMSG, at, "unknown value type");
         free(b.p);
 
         /* truncated scalar value */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_U64); at = b.n; put_u32(&b, 0);
         EXPECT_FAIL(&b, -EBADMSG, at, "truncated");
         free(b.p);
 
         /* string value past the end */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_STR); at = b.n; put_u64(&b, 100); put(&b, "abc", 3);
         EXPECT_FAIL(&b, -E2BIG, at, "past the end");
         free(b.p);
 
         /* string value above MP_GGUF_MAX_STRING */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_STR); at = b.n; put_u64(&b, MP_GGUF_MAX_STRING + 1ull); put(&b, "abc", 3);
         EXPECT_FAIL(&b, -E2BIG, at, "limit");
         free(b.p);
 
         /* array count above the limit */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_ARR); put_u32(&b, T_U32); at = b.n; put_u64(&b, UINT64_C(1) << 40);
         put_u32(&b, 0);
@@ -1136,7 +1098,7 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* array count within the limit, beyond the bytes left: 1M u32 */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_ARR); put_u32(&b, T_U32); at = b.n; put_u64(&b, 1u << 20);
         for (int i = 0; i < 100; i++)
@@ -1145,7 +1107,7 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* array of strings: 1M elements need at least 8 MiB */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_ARR); put_u32(&b, T_STR); at = b.n; put_u64(&b, 1u << 20);
         put_str(&b, "x");
@@ -1153,7 +1115,7 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* array element string past the end */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_ARR); put_u32(&b, T_STR); put_u64(&b, 2);
         put_str(&b, "x"); at = b.n; put_u64(&b, 50); put_u64(&b, 0);
@@ -1161,7 +1123,7 @@ static void test_bad_kv(void) {
         free(b.p);
 
         /* unknown array element type */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "k"); put_u32(&b, T_ARR); at = b.n; put_u32(&b, 77); put_u64(&b, 0);
         EXPECT_FAIL(&b, -EBADMSG, at, "element type");
@@ -1169,7 +1131,7 @@ static void test_bad_kv(void) {
 
         /* nesting: depth MP_GGUF_MAX_DEPTH is fine, one more is not */
         for (int depth = MP_GGUF_MAX_DEPTH; depth <= MP_GGUF_MAX_DEPTH + 1; depth++) {
-                b = (buf) { 0 };
+                b = (test_buf) { 0 };
                 header(&b, 3, 0, 1);
                 put_str(&b, "k"); put_u32(&b, T_ARR);
                 for (int d = 1; d < depth; d++) {
@@ -1191,7 +1153,7 @@ static void test_bad_kv(void) {
         }
 
         /* duplicate key: reported at the second one */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 3);
         kv_u32(&b, "a", 1);
         kv_u32(&b, "b", 1);
@@ -1203,20 +1165,20 @@ static void test_bad_kv(void) {
         /* alignment: zero, not a power of two, wrong type */
         static const uint32_t bad_align[] = { 0, 3, 48, 0x80000001u };
         for (size_t i = 0; i < sizeof(bad_align) / sizeof(bad_align[0]); i++) {
-                b = (buf) { 0 };
+                b = (test_buf) { 0 };
                 header(&b, 3, 0, 1);
                 put_str(&b, "general.alignment"); put_u32(&b, T_U32); at = b.n; put_u32(&b, bad_align[i]);
                 EXPECT_FAIL(&b, -EBADMSG, at, "alignment");
                 free(b.p);
         }
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "general.alignment"); put_u32(&b, T_STR); at = b.n; put_str(&b, "32");
         EXPECT_FAIL(&b, -EBADMSG, at, "alignment");
         free(b.p);
 
         /* vocabulary token longer than the tokenizer limit */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 0, 1);
         put_str(&b, "tokenizer.ggml.tokens"); put_u32(&b, T_ARR); put_u32(&b, T_STR); put_u64(&b, 2);
         put_str(&b, "ok");
@@ -1233,7 +1195,7 @@ static void test_bad_kv(void) {
 }
 
 /* One tensor info after an optional alignment kv, then data. */
-static void one_tensor(buf *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+static void one_tensor(test_buf *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
                        uint64_t rel, size_t data_bytes, size_t *ndims_at, size_t *ne_at, size_t *type_at,
                        size_t *off_at) {
         header(b, 3, 1, 0);
@@ -1252,18 +1214,127 @@ static void one_tensor(buf *b, const char *name, uint32_t n_dims, const uint64_t
                 put_u8(b, 0);
 }
 
+/* Which field of a tensor info an error is expected at. */
+typedef enum tinfo_field {
+        TI_NAME,
+        TI_NDIMS,
+        TI_NE,
+        TI_TYPE,
+        TI_OFFSET,
+} tinfo_field;
+
+/* A file with one bad tensor info (see one_tensor()), and its error at a
+ * field of that info. */
+typedef struct one_tensor_case {
+        int line;
+        uint32_t n_dims;
+        uint64_t ne[9];
+        uint32_t type;
+        uint64_t rel;
+        size_t data_bytes;
+        int code;
+        tinfo_field field;
+        size_t delta;
+        const char *reason;
+} one_tensor_case;
+
+static const one_tensor_case bad_one_tensor[] = {
+        /* n_dims 9 */
+        { __LINE__, 9, { 1, 1, 1, 1, 1, 1, 1, 1, 1 }, 0, 0, 64, -EBADMSG, TI_NDIMS, 0, "dimensions" },
+        /* ne product overflows at the third dimension */
+        { __LINE__, 3, { 1u << 31, 1u << 31, 1u << 31 }, 0, 0, 64, -EOVERFLOW, TI_NE, 16, "overflow" },
+        /* 2^63 elements fit, their F32 byte size does not */
+        { __LINE__, 3, { UINT64_C(1) << 31, UINT64_C(1) << 31, 2 }, 0, 0, 64, -EOVERFLOW, TI_TYPE, 0, "byte size" },
+        /* huge but representable (2^62 F16 = 2^63 bytes): outside the file */
+        { __LINE__, 2, { UINT64_C(1) << 31, UINT64_C(1) << 31 }, 1, 0, 64, -EBADMSG, TI_OFFSET, 0, "outside" },
+        /* unknown / unsupported ggml types */
+        { __LINE__, 1, { 256 }, 4, 0, 1024, -ENOTSUP, TI_TYPE, 0, "ggml type" },
+        { __LINE__, 1, { 256 }, 31, 0, 1024, -ENOTSUP, TI_TYPE, 0, "ggml type" },
+        { __LINE__, 1, { 256 }, 1000, 0, 1024, -ENOTSUP, TI_TYPE, 0, "ggml type" },
+        /* Q8_0 row of 33 elements */
+        { __LINE__, 2, { 33, 32 }, 8, 0, 2048, -EBADMSG, TI_NE, 0, "block size" },
+        /* 0-d quantized tensor: one element is not a block */
+        { __LINE__, 0, { 0 }, 12, 0, 256, -EBADMSG, TI_TYPE, 0, "block size" },
+        /* data offset outside the file, and past the end by one byte */
+        { __LINE__, 1, { 4 }, 0, UINT64_C(1) << 62, 16, -EBADMSG, TI_OFFSET, 0, "outside" },
+        { __LINE__, 1, { 4 }, 0, 0, 15, -EBADMSG, TI_OFFSET, 0, "outside" },
+        { __LINE__, 1, { 4 }, 0, UINT64_MAX - 31, 16, -EBADMSG, TI_OFFSET, 0, NULL },
+        /* misaligned data offset */
+        { __LINE__, 1, { 4 }, 0, 16, 64, -EBADMSG, TI_OFFSET, 0, "alignment" },
+};
+
+/* Files with up to three 1-d F32 tensors (and an architecture when arch is
+ * set) whose ranges or names clash; the error is at the name or at the
+ * offset field of tensor info `bad`. */
+typedef struct tensor_set_case {
+        int line;
+        const char *arch;
+        size_t n;
+        struct { const char *name; uint64_t ne0, rel; } t[3];
+        size_t data_bytes;
+        size_t bad;
+        tinfo_field field;
+        const char *reason;
+} tensor_set_case;
+
+static const tensor_set_case bad_tensor_sets[] = {
+        /* overlapping tensors: b starts inside a; reported at b's offset */
+        { __LINE__, NULL, 3, { { "a", 16, 0 }, { "c", 8, 128 }, { "b", 16, 32 } }, 256,
+          2, TI_OFFSET, "overlaps" },
+        /* b lies inside a, which is not its neighbour in info order:
+         * a [0, 512), s [512, 516), b [64, 80) */
+        { __LINE__, NULL, 3, { { "a", 128, 0 }, { "s", 1, 512 }, { "b", 4, 64 } }, 1024,
+          2, TI_OFFSET, "overlaps" },
+        /* identical ranges */
+        { __LINE__, NULL, 2, { { "a", 8, 0 }, { "b", 8, 0 } }, 64,
+          1, TI_OFFSET, "overlaps" },
+        /* duplicate tensor names, and two names mapping to one HF name */
+        { __LINE__, NULL, 2, { { "w", 8, 0 }, { "w", 8, 32 } }, 64,
+          1, TI_NAME, "duplicate tensor" },
+        { __LINE__, "llama", 2, { { "token_embd.weight", 8, 0 }, { "model.embed_tokens.weight", 8, 32 } }, 64,
+          1, TI_NAME, "both map" },
+};
+
 static void test_bad_tensors(void) {
-        buf b = { 0 };
+        test_buf b = { 0 };
         size_t nd, ne, ty, off;
 
-        /* n_dims 9 */
-        static const uint64_t ones[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 };
-        one_tensor(&b, "t", 9, ones, 0, 0, 64, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, nd, "dimensions");
-        free(b.p);
+        for (size_t i = 0; i < sizeof(bad_one_tensor) / sizeof(bad_one_tensor[0]); i++) {
+                const one_tensor_case *c = &bad_one_tensor[i];
+
+                b = (test_buf) { 0 };
+                one_tensor(&b, "t", c->n_dims, c->ne, c->type, c->rel, c->data_bytes, &nd, &ne, &ty, &off);
+                size_t at = c->field == TI_NDIMS ? nd : c->field == TI_NE ? ne : c->field == TI_TYPE ? ty : off;
+                CHECK(c->field != TI_NAME);
+                expect_fail_at(&b, c->code, (int64_t) (at + c->delta), c->reason, c->line);
+                free(b.p);
+        }
+
+        for (size_t i = 0; i < sizeof(bad_tensor_sets) / sizeof(bad_tensor_sets[0]); i++) {
+                const tensor_set_case *c = &bad_tensor_sets[i];
+                size_t name_at[3], off_at[3];
+
+                b = (test_buf) { 0 };
+                header(&b, 3, c->n, c->arch ? 1 : 0);
+                if (c->arch)
+                        kv_str(&b, "general.architecture", c->arch);
+                for (size_t k = 0; k < c->n; k++) {
+                        name_at[k] = b.n;
+                        off_at[k] = tinfo(&b, c->t[k].name, 1, &c->t[k].ne0, 0, c->t[k].rel);
+                }
+                pad_to(&b, 32);
+                for (size_t k = 0; k < c->data_bytes; k++)
+                        put_u8(&b, 0);
+                CHECK(c->field == TI_NAME || c->field == TI_OFFSET);
+                expect_fail_at(&b, -EBADMSG,
+                               (int64_t) (c->field == TI_NAME ? name_at[c->bad] : off_at[c->bad]),
+                               c->reason, c->line);
+                free(b.p);
+        }
 
         /* 8 dimensions are fine */
-        b = (buf) { 0 };
+        static const uint64_t ones[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+        b = (test_buf) { 0 };
         one_tensor(&b, "t", 8, ones, 0, 0, 4, &nd, &ne, &ty, &off);
         {
                 mp_error err;
@@ -1275,70 +1346,8 @@ static void test_bad_tensors(void) {
         }
         free(b.p);
 
-        /* ne product overflows at the third dimension */
-        b = (buf) { 0 };
-        static const uint64_t big[3] = { 1u << 31, 1u << 31, 1u << 31 };
-        one_tensor(&b, "t", 3, big, 0, 0, 64, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EOVERFLOW, ne + 16, "overflow");
-        free(b.p);
-
-        /* 2^63 elements fit, their F32 byte size does not */
-        b = (buf) { 0 };
-        static const uint64_t huge3[3] = { UINT64_C(1) << 31, UINT64_C(1) << 31, 2 };
-        one_tensor(&b, "t", 3, huge3, 0, 0, 64, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EOVERFLOW, ty, "byte size");
-        free(b.p);
-
-        /* huge but representable (2^62 F16 = 2^63 bytes): outside the file */
-        b = (buf) { 0 };
-        static const uint64_t huge[2] = { UINT64_C(1) << 31, UINT64_C(1) << 31 };
-        one_tensor(&b, "t", 2, huge, 1, 0, 64, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, off, "outside");
-        free(b.p);
-
-        /* unknown / unsupported ggml types */
-        static const uint32_t types[] = { 4, 31, 1000 };
-        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-                b = (buf) { 0 };
-                one_tensor(&b, "t", 1, (const uint64_t[]) { 256 }, types[i], 0, 1024, &nd, &ne, &ty, &off);
-                EXPECT_FAIL(&b, -ENOTSUP, ty, "ggml type");
-                free(b.p);
-        }
-
-        /* Q8_0 row of 33 elements */
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 2, (const uint64_t[]) { 33, 32 }, 8, 0, 2048, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, ne, "block size");
-        free(b.p);
-
-        /* 0-d quantized tensor: one element is not a block */
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 0, NULL, 12, 0, 256, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, ty, "block size");
-        free(b.p);
-
-        /* data offset outside the file, and past the end by one byte */
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 1, (const uint64_t[]) { 4 }, 0, UINT64_C(1) << 62, 16, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, off, "outside");
-        free(b.p);
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 1, (const uint64_t[]) { 4 }, 0, 0, 15, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, off, "outside");
-        free(b.p);
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 1, (const uint64_t[]) { 4 }, 0, UINT64_MAX - 31, 16, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, off, NULL);
-        free(b.p);
-
-        /* misaligned data offset */
-        b = (buf) { 0 };
-        one_tensor(&b, "t", 1, (const uint64_t[]) { 4 }, 0, 16, 64, &nd, &ne, &ty, &off);
-        EXPECT_FAIL(&b, -EBADMSG, off, "alignment");
-        free(b.p);
-
         /* truncated tensor info: ne[1] cut short */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 1, 0);
         put_str(&b, "t"); put_u32(&b, 2); put_u64(&b, 4);
         size_t at = b.n;
@@ -1346,68 +1355,8 @@ static void test_bad_tensors(void) {
         EXPECT_FAIL(&b, -EBADMSG, at, "truncated");
         free(b.p);
 
-        /* overlapping tensors: b starts inside a; reported at b's offset */
-        b = (buf) { 0 };
-        header(&b, 3, 3, 0);
-        tinfo(&b, "a", 1, (const uint64_t[]) { 16 }, 0, 0);
-        tinfo(&b, "c", 1, (const uint64_t[]) { 8 }, 0, 128);
-        size_t b_off = tinfo(&b, "b", 1, (const uint64_t[]) { 16 }, 0, 32);
-        pad_to(&b, 32);
-        for (int i = 0; i < 256; i++)
-                put_u8(&b, 0);
-        EXPECT_FAIL(&b, -EBADMSG, b_off, "overlaps");
-        free(b.p);
-
-        /* b lies inside a, which is not its neighbour in info order:
-         * a [0, 512), s [512, 516), b [64, 80) */
-        b = (buf) { 0 };
-        header(&b, 3, 3, 0);
-        tinfo(&b, "a", 1, (const uint64_t[]) { 128 }, 0, 0);
-        tinfo(&b, "s", 1, (const uint64_t[]) { 1 }, 0, 512);
-        b_off = tinfo(&b, "b", 1, (const uint64_t[]) { 4 }, 0, 64);
-        pad_to(&b, 32);
-        for (int i = 0; i < 1024; i++)
-                put_u8(&b, 0);
-        EXPECT_FAIL(&b, -EBADMSG, b_off, "overlaps");
-        free(b.p);
-
-        /* identical ranges */
-        b = (buf) { 0 };
-        header(&b, 3, 2, 0);
-        tinfo(&b, "a", 1, (const uint64_t[]) { 8 }, 0, 0);
-        b_off = tinfo(&b, "b", 1, (const uint64_t[]) { 8 }, 0, 0);
-        pad_to(&b, 32);
-        for (int i = 0; i < 64; i++)
-                put_u8(&b, 0);
-        EXPECT_FAIL(&b, -EBADMSG, b_off, "overlaps");
-        free(b.p);
-
-        /* duplicate tensor names, and two names mapping to one HF name */
-        b = (buf) { 0 };
-        header(&b, 3, 2, 0);
-        tinfo(&b, "w", 1, (const uint64_t[]) { 8 }, 0, 0);
-        at = b.n;
-        tinfo(&b, "w", 1, (const uint64_t[]) { 8 }, 0, 32);
-        pad_to(&b, 32);
-        for (int i = 0; i < 64; i++)
-                put_u8(&b, 0);
-        EXPECT_FAIL(&b, -EBADMSG, at, "duplicate tensor");
-        free(b.p);
-
-        b = (buf) { 0 };
-        header(&b, 3, 2, 1);
-        kv_str(&b, "general.architecture", "llama");
-        tinfo(&b, "token_embd.weight", 1, (const uint64_t[]) { 8 }, 0, 0);
-        at = b.n;
-        tinfo(&b, "model.embed_tokens.weight", 1, (const uint64_t[]) { 8 }, 0, 32);
-        pad_to(&b, 32);
-        for (int i = 0; i < 64; i++)
-                put_u8(&b, 0);
-        EXPECT_FAIL(&b, -EBADMSG, at, "both map");
-        free(b.p);
-
         /* tensor name with a NUL */
-        b = (buf) { 0 };
+        b = (test_buf) { 0 };
         header(&b, 3, 1, 0);
         at = b.n;
         put_strn(&b, "a\0", 2); put_u32(&b, 1); put_u64(&b, 1); put_u32(&b, 0); put_u64(&b, 0);
@@ -1479,15 +1428,9 @@ static mp_model *load_path(const char *path) {
         return m;
 }
 
-static char *zoo_path(const char *zoo, const char *rel) {
-        char *p = NULL;
-        CHECK(asprintf(&p, "%s/%s", zoo, rel) > 0);
-        return p;
-}
-
 /* The single .gguf in a zoo folder. */
 static char *zoo_gguf(const char *zoo, const char *folder) {
-        char *dir = zoo_path(zoo, folder), *found = NULL;
+        char *dir = test_path(zoo, folder), *found = NULL;
         DIR *d = opendir(dir);
         struct dirent *de;
 
@@ -1529,7 +1472,7 @@ static bool same_rows(char *a, char *b, size_t n_rows, size_t row_bytes) {
 }
 
 static void compare_with_safetensors(const char *zoo, const char *gguf_folder, const char *st_rel, bool gpt2) {
-        char *gpath = zoo_gguf(zoo, gguf_folder), *spath = zoo_path(zoo, st_rel);
+        char *gpath = zoo_gguf(zoo, gguf_folder), *spath = test_path(zoo, st_rel);
         mp_model *m = load_path(gpath);
         size_t n_st;
         st_tensor *st = read_safetensors(spath, &n_st);
@@ -1642,8 +1585,8 @@ static void test_zoo_metadata(void) {
         CHECK_EQ(m->tokenizer->n_merges, 3801);
         CHECK_STREQ(m->tokenizer->tokens[0], "\xc4\x80");     /* "Ā": byte 0 in GPT-2's mapping */
         CHECK(m->tokenizer->bos_token && strcmp(m->tokenizer->bos_token, m->tokenizer->eos_token) == 0);
-        CHECK_EQ(tensor(m, "transformer.h.0.attn.c_attn.weight")->dtype, MP_DTYPE_Q4_0);
-        CHECK_EQ(tensor(m, "transformer.h.0.attn.c_attn.bias")->dtype, MP_DTYPE_F32);
+        CHECK_EQ(test_find_tensor(m, "transformer.h.0.attn.c_attn.weight")->dtype, MP_DTYPE_Q4_0);
+        CHECK_EQ(test_find_tensor(m, "transformer.h.0.attn.c_attn.bias")->dtype, MP_DTYPE_F32);
         mp_model_free(m);
         free(p);
 
@@ -1670,7 +1613,7 @@ static void test_zoo_metadata(void) {
 static void check_quantized_embedding(const char *zoo, const char *folder, mp_dtype t, double steps) {
         char *fp = zoo_gguf(zoo, "llama/base-1-gguf-f16"), *qp = zoo_gguf(zoo, folder);
         mp_model *fm = load_path(fp), *qm = load_path(qp);
-        const mp_tensor *ft = tensor(fm, "model.embed_tokens.weight"), *qt = tensor(qm, "model.embed_tokens.weight");
+        const mp_tensor *ft = test_find_tensor(fm, "model.embed_tokens.weight"), *qt = test_find_tensor(qm, "model.embed_tokens.weight");
         const mp_dtype_info *info = mp_dtype_get(t);
 
         CHECK(ft && qt);

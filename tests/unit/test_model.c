@@ -52,18 +52,12 @@ static ssize_t tensor_index(const mp_model *m, const char *name) {
         return -1;
 }
 
-static char *zoo_path(const char *zoo, const char *rel) {
-        char *p = NULL;
-        CHECK(asprintf(&p, "%s/%s", zoo, rel) > 0);
-        return p;
-}
-
 /* Every weight file's SHA-256 from the pass equals models.json. */
 static void test_zoo_digests(void) {
         const char *zoo = test_zoo();
         if (!zoo)
                 return;
-        char *mj = zoo_path(zoo, "models.json");
+        char *mj = test_path(zoo, "models.json");
         json_error_t je;
         json_t *models = json_load_file(mj, 0, &je);
         CHECK(json_is_array(models));
@@ -72,7 +66,7 @@ static void test_zoo_digests(void) {
         json_t *entry;
         size_t checked = 0;
         json_array_foreach(models, idx, entry) {
-                char *dir = zoo_path(zoo, json_string_value(json_object_get(entry, "folder")));
+                char *dir = test_path(zoo, json_string_value(json_object_get(entry, "folder")));
                 mp_model *m = open_ok(dir);
                 mp_pass_result res;
                 pass_ok(m, NULL, &res);
@@ -115,7 +109,7 @@ static void test_zoo_cross_format_hashes(void) {
         mp_model *m[3];
         mp_pass_result res[3];
         for (int i = 0; i < 3; i++) {
-                char *p = zoo_path(zoo, rels[i]);
+                char *p = test_path(zoo, rels[i]);
                 m[i] = open_ok(p);
                 pass_ok(m[i], NULL, &res[i]);
                 free(p);
@@ -158,18 +152,6 @@ static int collect_begin(void *ud, const mp_model *m, size_t ti) {
         return ti == c->ti ? 0 : 1;
 }
 
-static int collect_values(void *ud, size_t ti, const float *v, size_t n, uint64_t first) {
-        collect *c = ud;
-        CHECK_EQ(ti, c->ti);
-        if (first != c->n)
-                c->order_ok = false;
-        c->values = realloc(c->values, (c->n + n) * sizeof(float));
-        CHECK(c->values);
-        memcpy(c->values + c->n, v, n * sizeof(float));
-        c->n += n;
-        return 0;
-}
-
 static int stream_values(void *ud, const float *v, size_t n, uint64_t first) {
         collect *c = ud;
         if (first != c->n)
@@ -181,14 +163,21 @@ static int stream_values(void *ud, const float *v, size_t n, uint64_t first) {
         return 0;
 }
 
+/* The visitor's callback: the same, for the one tensor asked for. */
+static int collect_values(void *ud, size_t ti, const float *v, size_t n, uint64_t first) {
+        const collect *c = ud;
+        CHECK_EQ(ti, c->ti);
+        return stream_values(ud, v, n, first);
+}
+
 /* Visitors receive exactly the dequantized values that tensor streaming
  * gives, with small chunks forcing blocks to straddle chunk boundaries. */
 static void test_zoo_visitor_quantized(void) {
         const char *zoo = test_zoo();
         if (!zoo)
                 return;
-        char *q = zoo_path(zoo, "llama/base-1-q4_0/model-q4_0.gguf");
-        char *f = zoo_path(zoo, "llama/base-1");
+        char *q = test_path(zoo, "llama/base-1-q4_0/model-q4_0.gguf");
+        char *f = test_path(zoo, "llama/base-1");
         mp_model *mq = open_ok(q), *mf = open_ok(f);
 
         ssize_t ti = tensor_index(mq, "model.layers.1.mlp.down_proj.weight");

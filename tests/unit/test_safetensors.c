@@ -61,13 +61,6 @@ static int load_path(mp_model *m, size_t fi, const char *path, mp_error *err) {
         return r;
 }
 
-static const mp_tensor *find_tensor(const mp_model *m, const char *name) {
-        for (size_t i = 0; i < m->n_tensors; i++)
-                if (strcmp(m->tensors[i].name, name) == 0)
-                        return &m->tensors[i];
-        return NULL;
-}
-
 static const char *find_metadata(const mp_model *m, const char *key) {
         for (size_t i = 0; i < m->n_metadata; i++)
                 if (strcmp(m->metadata[i].key, key) == 0)
@@ -83,6 +76,9 @@ static void check_shape(const mp_tensor *t, uint32_t n_dims, uint64_t d0, uint64
         if (n_dims > 1)
                 CHECK_EQ(t->shape[1], d1);
 }
+
+/* The table row being checked, for the message when it fails (0: none). */
+static int fail_line;
 
 /* Loads a malformed buffer into a model that already holds one tensor and
  * one metadata entry, and checks the error and that the model is
@@ -101,6 +97,8 @@ static void expect_fail_buf(const void *buf, size_t len, int code, int64_t offse
         if (r != code || err.offset != offset || !strstr(err.reason, needle)) {
                 char line[2048];
                 mp_error_format(&err, line, sizeof(line));
+                if (fail_line > 0)
+                        fprintf(stderr, "case at line %d: ", fail_line);
                 fprintf(stderr, "expected code %d offset %lld '%s', got %d: %s\n", code, (long long) offset,
                         needle, r, line);
         }
@@ -130,12 +128,6 @@ static void expect_fail(const char *header, size_t data_len, int code, int64_t o
 
 /* ---- zoo ---- */
 
-static char *zoo_path(const char *zoo, const char *rel) {
-        char *p = NULL;
-        CHECK(asprintf(&p, "%s/%s", zoo, rel) > 0);
-        return p;
-}
-
 /* Every single-file safetensors model: loads, tensors sorted, contiguous
  * from the data start to the end of the file, F16/BF16, format=pt. */
 static void test_zoo_all_files(void) {
@@ -144,7 +136,7 @@ static void test_zoo_all_files(void) {
                 fprintf(stderr, "zoo missing: skipping test_zoo_all_files\n");
                 return;
         }
-        _cleanup_(freep) char *pattern = zoo_path(zoo, "*/*/model.safetensors");
+        _cleanup_(freep) char *pattern = test_path(zoo, "*/*/model.safetensors");
         glob_t g;
         CHECK_EQ(glob(pattern, 0, NULL, &g), 0);
         CHECK(g.gl_pathc >= 33);  /* 31 F16 + 2 BF16 single-file models */
@@ -197,7 +189,7 @@ static void test_zoo_counts(void) {
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_(freep) char *p = zoo_path(zoo, cases[i].rel);
+                _cleanup_(freep) char *p = test_path(zoo, cases[i].rel);
                 _cleanup_(mp_model_freep) mp_model *m = new_model(1);
                 mp_error err;
                 CHECK_EQ(load_path(m, 0, p, &err), 0);
@@ -212,7 +204,7 @@ static void test_zoo_llama_base1(void) {
                 fprintf(stderr, "zoo missing: skipping test_zoo_llama_base1\n");
                 return;
         }
-        _cleanup_(freep) char *p = zoo_path(zoo, "llama/base-1/model.safetensors");
+        _cleanup_(freep) char *p = test_path(zoo, "llama/base-1/model.safetensors");
         _cleanup_(mp_model_freep) mp_model *m = new_model(1);
         mp_error err;
         CHECK_EQ(load_path(m, 0, p, &err), 0);
@@ -235,9 +227,9 @@ static void test_zoo_llama_base1(void) {
         CHECK_STREQ(m->tensors[38].name, "model.norm.weight");
         CHECK_EQ(m->tensors[38].offset + m->tensors[38].length, 3234088);
 
-        check_shape(find_tensor(m, "model.layers.0.self_attn.k_proj.weight"), 2, 64, 128);   /* GQA: 2 kv heads x 32 */
-        check_shape(find_tensor(m, "model.layers.3.mlp.down_proj.weight"), 2, 128, 256);
-        CHECK(!find_tensor(m, "model.layers.4.mlp.down_proj.weight"));
+        check_shape(test_find_tensor(m, "model.layers.0.self_attn.k_proj.weight"), 2, 64, 128);   /* GQA: 2 kv heads x 32 */
+        check_shape(test_find_tensor(m, "model.layers.3.mlp.down_proj.weight"), 2, 128, 256);
+        CHECK(!test_find_tensor(m, "model.layers.4.mlp.down_proj.weight"));
 
         /* the first four values of lm_head.weight, decoded */
         _cleanup_(freep) char *bytes = test_read(p, NULL);
@@ -257,7 +249,7 @@ static void test_zoo_bf16_and_gpt2(void) {
         }
         mp_error err;
         {
-                _cleanup_(freep) char *p = zoo_path(zoo, "llama/base-1-bf16/model.safetensors");
+                _cleanup_(freep) char *p = test_path(zoo, "llama/base-1-bf16/model.safetensors");
                 _cleanup_(mp_model_freep) mp_model *m = new_model(1);
                 CHECK_EQ(load_path(m, 0, p, &err), 0);
                 const mp_tensor *t = &m->tensors[0];
@@ -271,19 +263,19 @@ static void test_zoo_bf16_and_gpt2(void) {
                 CHECK(v[1] == -0.16796875f);
         }
         {
-                _cleanup_(freep) char *p = zoo_path(zoo, "gpt2/base-1/model.safetensors");
+                _cleanup_(freep) char *p = test_path(zoo, "gpt2/base-1/model.safetensors");
                 _cleanup_(mp_model_freep) mp_model *m = new_model(1);
                 CHECK_EQ(load_path(m, 0, p, &err), 0);
                 CHECK_EQ(m->n_tensors, 52);
                 CHECK_STREQ(m->tensors[0].name, "transformer.h.0.attn.c_attn.bias");
-                const mp_tensor *t = find_tensor(m, "transformer.h.0.attn.c_attn.weight");
+                const mp_tensor *t = test_find_tensor(m, "transformer.h.0.attn.c_attn.weight");
                 check_shape(t, 2, 128, 384);    /* Conv1D: [in, out] */
                 CHECK_EQ(t->offset, 4992 + 768);
                 CHECK_EQ(t->length, 98304);
-                check_shape(find_tensor(m, "transformer.wte.weight"), 2, 2837, 128);
-                check_shape(find_tensor(m, "transformer.wpe.weight"), 2, 128, 128);
-                check_shape(find_tensor(m, "transformer.h.3.mlp.c_fc.weight"), 2, 128, 512);
-                CHECK(!find_tensor(m, "lm_head.weight"));       /* tied */
+                check_shape(test_find_tensor(m, "transformer.wte.weight"), 2, 2837, 128);
+                check_shape(test_find_tensor(m, "transformer.wpe.weight"), 2, 128, 128);
+                check_shape(test_find_tensor(m, "transformer.h.3.mlp.c_fc.weight"), 2, 128, 512);
+                CHECK(!test_find_tensor(m, "lm_head.weight"));       /* tied */
         }
 }
 
@@ -299,7 +291,7 @@ static void test_zoo_sharded(void) {
                 fprintf(stderr, "zoo missing: skipping test_zoo_sharded\n");
                 return;
         }
-        _cleanup_(freep) char *ip = zoo_path(zoo, "llama/sft-heavy/model.safetensors.index.json");
+        _cleanup_(freep) char *ip = test_path(zoo, "llama/sft-heavy/model.safetensors.index.json");
         size_t len;
         _cleanup_(freep) char *buf = test_read(ip, &len);
         char **shards = NULL;
@@ -313,7 +305,7 @@ static void test_zoo_sharded(void) {
         for (size_t i = 0; i < 2; i++) {
                 char rel[128];
                 snprintf(rel, sizeof(rel), "llama/sft-heavy/%s", shards[i]);
-                _cleanup_(freep) char *p = zoo_path(zoo, rel);
+                _cleanup_(freep) char *p = test_path(zoo, rel);
                 CHECK_EQ(load_path(m, i, p, &err), 0);
                 free(shards[i]);
         }
@@ -335,14 +327,14 @@ static void test_zoo_sharded(void) {
         const char *key;
         json_t *v;
         json_object_foreach(map, key, v) {
-                const mp_tensor *t = find_tensor(m, key);
+                const mp_tensor *t = test_find_tensor(m, key);
                 CHECK(t);
                 CHECK_EQ(t->file_index, strstr(json_string_value(v), "00001") ? 0 : 1);
         }
         json_decref(idx);
 
         /* same names as base-1 */
-        _cleanup_(freep) char *bp = zoo_path(zoo, "llama/base-1/model.safetensors");
+        _cleanup_(freep) char *bp = test_path(zoo, "llama/base-1/model.safetensors");
         _cleanup_(mp_model_freep) mp_model *b = new_model(1);
         CHECK_EQ(load_path(b, 0, bp, &err), 0);
         char *na[39], *nb[39];
@@ -363,7 +355,7 @@ static void test_zoo_hub_blob(void) {
                 fprintf(stderr, "zoo missing: skipping test_zoo_hub_blob\n");
                 return;
         }
-        _cleanup_(freep) char *p = zoo_path(zoo, "hub/models--zoo--llama-chained/blobs/"
+        _cleanup_(freep) char *p = test_path(zoo, "hub/models--zoo--llama-chained/blobs/"
                                             "6c3f3fbf517105c97a86ad8c4c3a1582a0aa4e1c28f9f40e6e47bd7aef925b70");
         _cleanup_(mp_model_freep) mp_model *m = new_model(1);
         mp_error err;
@@ -372,7 +364,7 @@ static void test_zoo_hub_blob(void) {
         CHECK_EQ(m->tensors[0].offset, 4136);
 
         /* a non-safetensors zoo file fails cleanly */
-        _cleanup_(freep) char *cp = zoo_path(zoo, "llama/base-1/config.json");
+        _cleanup_(freep) char *cp = test_path(zoo, "llama/base-1/config.json");
         _cleanup_(mp_model_freep) mp_model *c = new_model(1);
         CHECK(load_path(c, 0, cp, &err) < 0);
         CHECK(err.offset == 0);
@@ -397,7 +389,7 @@ static void test_zoo_configs(void) {
                 return;
         }
         {
-                _cleanup_(freep) char *p = zoo_path(zoo, "llama/base-1/config.json");
+                _cleanup_(freep) char *p = test_path(zoo, "llama/base-1/config.json");
                 _cleanup_(mp_model_freep) mp_model *m = new_model(0);
                 load_config_file(m, p);
                 const mp_arch *a = &m->arch;
@@ -419,7 +411,7 @@ static void test_zoo_configs(void) {
                 CHECK_STREQ(a->torch_dtype, "float16");
         }
         {
-                _cleanup_(freep) char *p = zoo_path(zoo, "gpt2/base-1/config.json");
+                _cleanup_(freep) char *p = test_path(zoo, "gpt2/base-1/config.json");
                 _cleanup_(mp_model_freep) mp_model *m = new_model(0);
                 load_config_file(m, p);
                 const mp_arch *a = &m->arch;
@@ -450,14 +442,14 @@ static void test_zoo_configs(void) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char rel[128];
                 snprintf(rel, sizeof(rel), "%s/config.json", cases[i].dir);
-                _cleanup_(freep) char *p = zoo_path(zoo, rel);
+                _cleanup_(freep) char *p = test_path(zoo, rel);
                 _cleanup_(mp_model_freep) mp_model *m = new_model(0);
                 load_config_file(m, p);
                 CHECK_EQ(m->arch.vocab_size, cases[i].vocab);
                 CHECK_EQ(m->arch.num_layers, cases[i].layers);
         }
 
-        _cleanup_(freep) char *pattern = zoo_path(zoo, "*/*/config.json");
+        _cleanup_(freep) char *pattern = test_path(zoo, "*/*/config.json");
         glob_t g;
         CHECK_EQ(glob(pattern, 0, NULL, &g), 0);
         CHECK(g.gl_pathc >= 36);
@@ -688,92 +680,119 @@ static void test_malformed_json(void) {
         CHECK(strstr(err.reason, "invalid JSON"));
 }
 
-static void test_malformed_entries(void) {
-#define T(body) "{\"t\":" body "}"
-        const char *h;
+/* A malformed header and the error it gives: at a file offset (ABS) or at
+ * an offset into the data section (DATA, from 8 + the header's length). */
+typedef struct entry_case {
+        int line;
+        const char *header;
+        size_t data_len;
+        int code;
+        bool in_data;
+        int64_t offset;
+        const char *needle;
+} entry_case;
 
-        h = T("[1]");
-        expect_fail(h, 0, -EBADMSG, 8, "entry is not an object");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1,2]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0.0,1]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[\"0\",1]}");
-        expect_fail(h, 1, -EBADMSG, 8, "data_offsets");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[99999999999999999999,1]}");
-        expect_fail(h, 1, -EBADMSG, 8 + 67, "invalid JSON");   /* too big for jansson */
+#define ABS(o) false, (o)
+#define DATA(o) true, (o)
+#define T(body) "{\"t\":" body "}"
+
+static const entry_case malformed_entries[] = {
+        { __LINE__, T("[1]"),
+          0, -EBADMSG, ABS(8), "entry is not an object" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1,2]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0.0,1]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[\"0\",1]}"),
+          1, -EBADMSG, ABS(8), "data_offsets" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[99999999999999999999,1]}"),
+          1, -EBADMSG, ABS(8 + 67), "invalid JSON" }, /* too big for jansson */
         /* data start + begin beyond INT64_MAX: the offset is clamped */
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[9223372036854775807,9223372036854775807]}");
-        expect_fail(h, 1, -EBADMSG, INT64_MAX, "span 0 bytes");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,1]}");
-        expect_fail(h, 2, -EBADMSG, DS(h) + 2, "begin 2 > end 1");
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[9223372036854775807,9223372036854775807]}"),
+          1, -EBADMSG, ABS(INT64_MAX), "span 0 bytes" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,1]}"),
+          2, -EBADMSG, DATA(2), "begin 2 > end 1" },
 
         /* dtype */
-        h = T("{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -ENOTSUP, DS(h), "unknown dtype 'F17'");
-        h = T("{\"dtype\":\"f16\",\"shape\":[1],\"data_offsets\":[0,2]}");
-        expect_fail(h, 2, -ENOTSUP, DS(h), "unknown dtype");
-        h = T("{\"dtype\":\"Q4_0\",\"shape\":[32],\"data_offsets\":[0,18]}");     /* GGUF-only */
-        expect_fail(h, 18, -ENOTSUP, DS(h), "unknown dtype");
-        h = T("{\"dtype\":16,\"shape\":[1],\"data_offsets\":[0,2]}");
-        expect_fail(h, 2, -EBADMSG, DS(h), "dtype is not a string");
-        h = T("{\"shape\":[1],\"data_offsets\":[0,2]}");
-        expect_fail(h, 2, -EBADMSG, DS(h), "dtype is not a string");
+        { __LINE__, T("{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,1]}"),
+          1, -ENOTSUP, DATA(0), "unknown dtype 'F17'" },
+        { __LINE__, T("{\"dtype\":\"f16\",\"shape\":[1],\"data_offsets\":[0,2]}"),
+          2, -ENOTSUP, DATA(0), "unknown dtype" },
+        { __LINE__, T("{\"dtype\":\"Q4_0\",\"shape\":[32],\"data_offsets\":[0,18]}"),
+          18, -ENOTSUP, DATA(0), "unknown dtype" }, /* GGUF-only */
+        { __LINE__, T("{\"dtype\":16,\"shape\":[1],\"data_offsets\":[0,2]}"),
+          2, -EBADMSG, DATA(0), "dtype is not a string" },
+        { __LINE__, T("{\"shape\":[1],\"data_offsets\":[0,2]}"),
+          2, -EBADMSG, DATA(0), "dtype is not a string" },
 
         /* shape */
-        h = T("{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "shape[0]");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1,1.5],\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "shape[1]");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1,null],\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "shape[1]");
-        h = T("{\"dtype\":\"U8\",\"shape\":\"1\",\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "shape is not an array");
-        h = T("{\"dtype\":\"U8\",\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "shape is not an array");
-        h = T("{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}");
-        expect_fail(h, 1, -EBADMSG, DS(h), "9 dimensions");
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "shape[0]" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1,1.5],\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "shape[1]" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1,null],\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "shape[1]" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":\"1\",\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "shape is not an array" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "shape is not an array" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}"),
+          1, -EBADMSG, DATA(0), "9 dimensions" },
         /* huge declared shapes */
-        h = T("{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,4]}");
-        expect_fail(h, 4, -EOVERFLOW, DS(h), "shape product overflows");
-        h = T("{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}");
-        expect_fail(h, 8, -EOVERFLOW, DS(h), "overflows");
-        h = T("{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4]}");
-        expect_fail(h, 4, -EBADMSG, DS(h), "need 4398046511104");
+        { __LINE__, T("{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,4]}"),
+          4, -EOVERFLOW, DATA(0), "shape product overflows" },
+        { __LINE__, T("{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}"),
+          8, -EOVERFLOW, DATA(0), "overflows" },
+        { __LINE__, T("{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4]}"),
+          4, -EBADMSG, DATA(0), "need 4398046511104" },
         /* a zero dim does not hide an overflowing one: product is 0 */
-        h = T("{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,4]}");
-        expect_fail(h, 4, -EBADMSG, DS(h), "need 0");
+        { __LINE__, T("{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,4]}"),
+          4, -EBADMSG, DATA(0), "need 0" },
 
         /* length and bounds */
-        h = T("{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,4]}");
-        expect_fail(h, 4, -EBADMSG, DS(h), "span 4 bytes, shape and dtype F16 need 6");
-        h = T("{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}");
-        expect_fail(h, 3, -EBADMSG, DS(h), "beyond the file");
-        h = T("{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[100,104]}");
-        expect_fail(h, 8, -EBADMSG, DS(h) + 100, "beyond the file");
-        h = T("{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[100,100]}");
-        expect_fail(h, 8, -EBADMSG, DS(h) + 100, "beyond the file");
-        h = T("{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[9223372036854775000,9223372036854775000]}");
-        expect_fail(h, 8, -EBADMSG, DS(h) + 9223372036854775000LL, "beyond the file");
-#undef T
+        { __LINE__, T("{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,4]}"),
+          4, -EBADMSG, DATA(0), "span 4 bytes, shape and dtype F16 need 6" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}"),
+          3, -EBADMSG, DATA(0), "beyond the file" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[100,104]}"),
+          8, -EBADMSG, DATA(100), "beyond the file" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[100,100]}"),
+          8, -EBADMSG, DATA(100), "beyond the file" },
+        { __LINE__, T("{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[9223372036854775000,9223372036854775000]}"),
+          8, -EBADMSG, DATA(9223372036854775000LL), "beyond the file" },
 
         /* __metadata__ */
-        h = "{\"__metadata__\":{\"a\":1}}";
-        expect_fail(h, 0, -EBADMSG, 8, "__metadata__ value of 'a'");
-        h = "{\"__metadata__\":{\"a\":\"x\",\"b\":{\"c\":\"d\"}}}";
-        expect_fail(h, 0, -EBADMSG, 8, "__metadata__ value of 'b'");
-        h = "{\"__metadata__\":[\"a\"]}";
-        expect_fail(h, 0, -EBADMSG, 8, "__metadata__ is not an object");
+        { __LINE__, "{\"__metadata__\":{\"a\":1}}",
+          0, -EBADMSG, ABS(8), "__metadata__ value of 'a'" },
+        { __LINE__, "{\"__metadata__\":{\"a\":\"x\",\"b\":{\"c\":\"d\"}}}",
+          0, -EBADMSG, ABS(8), "__metadata__ value of 'b'" },
+        { __LINE__, "{\"__metadata__\":[\"a\"]}",
+          0, -EBADMSG, ABS(8), "__metadata__ is not an object" },
 
         /* a name with a newline does not break the one-line message */
-        h = "{\"evil\\nmodelprov: ok\":{\"dtype\":\"X\",\"shape\":[1],\"data_offsets\":[0,1]}}";
-        expect_fail(h, 1, -ENOTSUP, DS(h), "tensor 'evil?modelprov: ok'");
+        { __LINE__, "{\"evil\\nmodelprov: ok\":{\"dtype\":\"X\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+          1, -ENOTSUP, DATA(0), "tensor 'evil?modelprov: ok'" },
+};
+
+#undef T
+#undef DATA
+#undef ABS
+
+static void test_malformed_entries(void) {
+        for (size_t i = 0; i < sizeof(malformed_entries) / sizeof(malformed_entries[0]); i++) {
+                const entry_case *c = &malformed_entries[i];
+
+                fail_line = c->line;
+                expect_fail(c->header, c->data_len, c->code, c->in_data ? DS(c->header) + c->offset : c->offset,
+                            c->needle);
+        }
+        fail_line = 0;
 }
 
 static void test_overlaps(void) {

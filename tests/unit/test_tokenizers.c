@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../fuzz/tokenizer_dispatch.h"
 #include "formats/tokenizer.h"
 #include "test.h"
 
@@ -76,65 +77,50 @@ static void digest_hex(const mp_tokenizer *t, char out[65]) {
                 sprintf(out + 2 * i, "%02x", d[i]);
 }
 
-/* A growable byte buffer for hand-encoded protobuf. */
-typedef struct pbuf {
-        uint8_t *data;
-        size_t len, cap;
-} pbuf;
-
-static void pb_bytes(pbuf *b, const void *p, size_t n) {
-        if (b->len + n > b->cap) {
-                b->cap = (b->len + n) * 2 + 64;
-                b->data = realloc(b->data, b->cap);
-                CHECK(b->data);
-        }
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-}
-
-static void pb_varint(pbuf *b, uint64_t v) {
+/* Hand-encoded protobuf, written into a test_buf (test.h). */
+static void pb_varint(test_buf *b, uint64_t v) {
         do {
                 uint8_t c = (uint8_t) (v & 0x7f);
                 v >>= 7;
                 if (v)
                         c |= 0x80;
-                pb_bytes(b, &c, 1);
+                put(b, &c, 1);
         } while (v);
 }
 
-static void pb_tag(pbuf *b, unsigned field, unsigned wt) {
+static void pb_tag(test_buf *b, unsigned field, unsigned wt) {
         pb_varint(b, ((uint64_t) field << 3) | wt);
 }
 
-static void pb_len_field(pbuf *b, unsigned field, const void *p, size_t n) {
+static void pb_len_field(test_buf *b, unsigned field, const void *p, size_t n) {
         pb_tag(b, field, 2);
         pb_varint(b, n);
-        pb_bytes(b, p, n);
+        put(b, p, n);
 }
 
 /* A SentencePiece submessage: piece (1), score (2, fixed32 float), type
  * (3) when type > 0, appended to b as field 1 of the ModelProto. */
-static void pb_piece(pbuf *b, const char *piece, float score, int type) {
-        pbuf sub = {};
+static void pb_piece(test_buf *b, const char *piece, float score, int type) {
+        test_buf sub = {};
         uint32_t bits;
 
         pb_len_field(&sub, 1, piece, strlen(piece));
         pb_tag(&sub, 2, 5);
         memcpy(&bits, &score, 4);
         uint8_t le[4] = { bits & 0xff, (bits >> 8) & 0xff, (bits >> 16) & 0xff, bits >> 24 };
-        pb_bytes(&sub, le, 4);
+        put(&sub, le, 4);
         if (type > 0) {
                 pb_tag(&sub, 3, 0);
                 pb_varint(&sub, (uint64_t) type);
         }
-        pb_len_field(b, 1, sub.data, sub.len);
-        free(sub.data);
+        pb_len_field(b, 1, sub.p, sub.n);
+        free(sub.p);
 }
 
 /* trainer_spec (2): model_type (3) if >= 0, vocab_size (4) if > 0,
  * byte_fallback (35) if >= 0, plus an unknown string field (1). */
-static void pb_trainer(pbuf *b, int model_type, int64_t vocab_size, int byte_fallback) {
-        pbuf sub = {};
+static void pb_trainer(test_buf *b, int model_type, int64_t vocab_size, int byte_fallback) {
+        test_buf sub = {};
 
         pb_len_field(&sub, 1, "corpus.txt", 10);      /* input: unknown to us, skipped */
         if (model_type >= 0) {
@@ -149,8 +135,8 @@ static void pb_trainer(pbuf *b, int model_type, int64_t vocab_size, int byte_fal
                 pb_tag(&sub, 35, 0);
                 pb_varint(&sub, (uint64_t) byte_fallback);
         }
-        pb_len_field(b, 2, sub.data, sub.len);
-        free(sub.data);
+        pb_len_field(b, 2, sub.p, sub.n);
+        free(sub.p);
 }
 
 /* ---- zoo ------------------------------------------------------------- */
@@ -634,7 +620,7 @@ static void test_vocab_merges(void) {
 /* ---- sentencepiece ---------------------------------------------------- */
 
 static void test_sentencepiece(void) {
-        pbuf b = {};
+        test_buf b = {};
         mp_tokenizer *t = NULL;
         mp_error err = {};
 
@@ -647,7 +633,7 @@ static void test_sentencepiece(void) {
         pb_len_field(&b, 3, "\x0a\x03nmt", 5);           /* normalizer_spec.name */
         pb_len_field(&b, 4, "self-test", 9);            /* unknown field: skipped */
 
-        CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", b.data, b.len, &t, &err), 0);
+        CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", b.p, b.n, &t, &err), 0);
         CHECK_EQ(t->kind, MP_TOK_SPM_BPE);
         CHECK_STREQ(mp_tokenizer_kind_name(t->kind), "sentencepiece-bpe");
         CHECK_STREQ(t->source, "tokenizer.model");
@@ -661,14 +647,14 @@ static void test_sentencepiece(void) {
         CHECK_EQ(t->byte_fallback, 1);
         CHECK_EQ(t->n_merges, 0);
         mp_tokenizer_free(t);
-        free(b.data);
+        free(b.p);
 
         /* No trainer_spec: unigram (the proto default), no byte fallback. */
-        b = (pbuf) {};
+        b = (test_buf) {};
         pb_piece(&b, "a", -1, 1);
         pb_piece(&b, "b", -2, 0);
         t = NULL;
-        CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", b.data, b.len, &t, &err), 0);
+        CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", b.p, b.n, &t, &err), 0);
         CHECK_EQ(t->kind, MP_TOK_SPM_UNIGRAM);
         CHECK_EQ(t->n_tokens, 2);
         CHECK_STREQ(t->tokens[1], "b");
@@ -689,21 +675,21 @@ static void test_sentencepiece(void) {
                 { 99, MP_TOK_SPM_OTHER },
         };
         for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-                pbuf c = {};
-                pb_bytes(&c, b.data, b.len);
+                test_buf c = {};
+                put(&c, b.p, b.n);
                 pb_trainer(&c, types[i].type, 0, 0);
                 t = NULL;
-                CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", c.data, c.len, &t, &err), 0);
+                CHECK_EQ(mp_sentencepiece_parse("tokenizer.model", c.p, c.n, &t, &err), 0);
                 CHECK_EQ(t->kind, types[i].kind);
                 CHECK_EQ(t->byte_fallback, 0);
                 mp_tokenizer_free(t);
-                free(c.data);
+                free(c.p);
         }
 
         /* Truncated inside the second piece: its tag at offset 12 (after
          * the 2 + 10 bytes of the first) declares more than is left. */
-        spm_fail(b.data, b.len - 1, -EBADMSG, 12, "truncated: field 1 needs 8 bytes, 7 left");
-        free(b.data);
+        spm_fail(b.p, b.n - 1, -EBADMSG, 12, "truncated: field 1 needs 8 bytes, 7 left");
+        free(b.p);
 }
 
 static void test_sentencepiece_malformed(void) {
@@ -736,7 +722,7 @@ static void test_sentencepiece_malformed(void) {
         spm_fail("\x0a\x05\x0a\x03\xed\xa0\x80", 7, -EBADMSG, 4, "not valid UTF-8");      /* surrogate */
         spm_fail("\x0a\x05\x0a\x03" "ab\xe2", 7, -EBADMSG, 6, "not valid UTF-8");         /* cut */
 
-        pbuf b = {};
+        test_buf b = {};
         char *longp = malloc(5001);
         CHECK(longp);
         memset(longp, 'p', 5000);
@@ -745,9 +731,9 @@ static void test_sentencepiece_malformed(void) {
         pb_piece(&b, longp, 0, 0);
         /* pieces[1] starts at 11 (first piece: 2 + 9 bytes); its piece
          * string tag after the 3-byte header. */
-        spm_fail(b.data, b.len, -E2BIG, 14, "pieces[1]: piece is 5000 bytes, more than 4096");
+        spm_fail(b.p, b.n, -E2BIG, 14, "pieces[1]: piece is 5000 bytes, more than 4096");
         free(longp);
-        free(b.data);
+        free(b.p);
 
         /* 10 million pieces of 5 bytes: refused at the first piece past
          * the limit, before protobuf-c allocates anything. */
@@ -761,33 +747,33 @@ static void test_sentencepiece_malformed(void) {
 
         /* Field counts protobuf-c would allocate for: a piece repeating its
          * type field, and a flood of unknown top-level fields. */
-        b = (pbuf) {};
-        pbuf sub = {};
+        b = (test_buf) {};
+        test_buf sub = {};
         pb_len_field(&sub, 1, "a", 1);
         for (int i = 0; i < 8; i++)
-                pb_bytes(&sub, "\x18\x01", 2);
-        pb_len_field(&b, 1, sub.data, sub.len);
-        spm_fail(b.data, b.len, -E2BIG, 2 + 3 + 7 * 2, "pieces[0]: more than 8 fields");
-        free(sub.data);
-        free(b.data);
+                put(&sub, "\x18\x01", 2);
+        pb_len_field(&b, 1, sub.p, sub.n);
+        spm_fail(b.p, b.n, -E2BIG, 2 + 3 + 7 * 2, "pieces[0]: more than 8 fields");
+        free(sub.p);
+        free(b.p);
 
-        b = (pbuf) {};
-        pb_bytes(&b, "\x0a\x03\x0a\x01" "a", 5);
+        b = (test_buf) {};
+        put(&b, "\x0a\x03\x0a\x01" "a", 5);
         for (int i = 0; i < 5000; i++)
-                pb_bytes(&b, "\x20\x00", 2);
-        spm_fail(b.data, b.len, -E2BIG, 5 + 4096 * 2, "more than 4096 fields besides the pieces");
-        free(b.data);
+                put(&b, "\x20\x00", 2);
+        spm_fail(b.p, b.n, -E2BIG, 5 + 4096 * 2, "more than 4096 fields besides the pieces");
+        free(b.p);
 
         /* ... also when hidden inside trainer_spec. */
-        b = (pbuf) {};
-        sub = (pbuf) {};
+        b = (test_buf) {};
+        sub = (test_buf) {};
         for (int i = 0; i < 5000; i++)
-                pb_bytes(&sub, "\x30\x07", 2);          /* field 6, unknown */
-        pb_bytes(&b, "\x0a\x03\x0a\x01" "a", 5);
-        pb_len_field(&b, 2, sub.data, sub.len);         /* tag + 2-byte length */
-        spm_fail(b.data, b.len, -E2BIG, 5 + 3 + 4095 * 2, "more than 4096 fields besides the pieces");
-        free(sub.data);
-        free(b.data);
+                put(&sub, "\x30\x07", 2);        /* field 6, unknown */
+        put(&b, "\x0a\x03\x0a\x01" "a", 5);
+        pb_len_field(&b, 2, sub.p, sub.n);        /* tag + 2-byte length */
+        spm_fail(b.p, b.n, -E2BIG, 5 + 3 + 4095 * 2, "more than 4096 fields besides the pieces");
+        free(sub.p);
+        free(b.p);
 
         /* Bigger than the input limit: refused before looking. */
         size_t huge = 64u * 1024 * 1024 + 1;
@@ -800,7 +786,7 @@ static void test_sentencepiece_malformed(void) {
 /* ---- fuzz regressions ------------------------------------------------- */
 
 /* The same dispatch as tests/fuzz/fuzz_tokenizer.c: the first byte picks
- * the parser, the rest is its input. */
+ * the parser, the rest is its input (tokenizer_dispatch.h). */
 static void fuzz_one(const uint8_t *data, size_t size) {
         if (size == 0)
                 return;
@@ -814,27 +800,9 @@ static void fuzz_one(const uint8_t *data, size_t size) {
 
         mp_tokenizer *t = NULL;
         mp_error err = {};
-        int r = 0;
-        switch (sel) {
-        case 0:
-                r = mp_tokenizer_json_parse("tokenizer.json", buf, size, &t, &err);
-                break;
-        case 1: {
-                char *nul = memchr(buf, 0, size);
-                size_t vlen = nul ? (size_t) (nul - buf) : size;
-                r = mp_tokenizer_vocab_merges_parse("vocab.json", buf, vlen, "merges.txt",
-                                                    nul ? nul + 1 : NULL, nul ? size - vlen - 1 : 0, &t, &err);
-                break;
-        }
-        case 2:
-                r = mp_sentencepiece_parse("tokenizer.model", (const uint8_t *) buf, size, &t, &err);
-                break;
-        case 3:
-                t = mp_tokenizer_new(MP_TOK_UNKNOWN, "x");
-                CHECK(t);
-                r = mp_tokenizer_config_apply(t, "tokenizer_config.json", buf, size, &err);
-                break;
-        }
+        /* tokenizer_dispatch() fails with -ENOMEM, err unset, when it
+         * cannot make the tokenizer for 3: the err.code check catches that. */
+        int r = tokenizer_dispatch(sel, buf, size, &t, &err);
         if (r < 0) {
                 CHECK(err.code == r);
                 CHECK(err.reason[0]);
