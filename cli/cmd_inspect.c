@@ -102,7 +102,8 @@ static void print_human(const mp_fingerprint *fp) {
 
         mp_hex(fp->model_digest.data, fp->model_digest.len, hex);
         printf("%-11s sha256:%s\n", "digest", hex);
-        printf("%-11s %s in %zu files\n", "files", cli_format_bytes(fp->total_bytes, b, sizeof(b)), fp->n_files);
+        printf("%-11s %s in %zu file%s\n", "files", cli_format_bytes(fp->total_bytes, b, sizeof(b)), fp->n_files,
+               fp->n_files == 1 ? "" : "s");
         for (size_t i = 0; i < fp->n_files; i++) {
                 const Modelprov__V1__FileDigest *f = fp->files[i];
                 mp_hex(f->sha256.data, f->sha256.len, hex);
