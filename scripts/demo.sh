@@ -26,7 +26,9 @@ for s in "${samples[@]}"; do
 done
 echo "================================================================"
 echo "\$ modelprov fingerprint --json ${samples[0]} (first lines)"
-"$mp" fingerprint --json "${samples[0]}" | head -40
+# Through a file: with pipefail, head closing the pipe early would fail the demo.
+"$mp" fingerprint --json "${samples[0]}" > /tmp/modelprov-demo.json
+head -40 /tmp/modelprov-demo.json
 echo "..."
 "$mp" fingerprint -o /tmp/modelprov-demo.fp "${samples[0]}" && \
         echo "binary record: /tmp/modelprov-demo.fp ($(stat -c %s /tmp/modelprov-demo.fp) bytes)"
