@@ -143,28 +143,23 @@ static int collect_directory(mp_model *m, const char *dir, mp_error *err) {
                 r = mp_error_set(err, -EINVAL, dir, -1, "directory holds %zu GGUF files, each a model: name one",
                                  n_gguf);
 
+        const char *index_pattern = weight_format == MP_FORMAT_SAFETENSORS ? "*.safetensors.index.json"
+                                                                           : "pytorch_model*.bin.index.json";
+        bool has_index = false;
+        for (size_t i = 0; i < n_names; i++)
+                has_index |= fnmatch(index_pattern, names[i], 0) == 0;
+
         for (size_t i = 0; r >= 0 && i < n_names; i++) {
                 mp_file_role role;
                 mp_format format;
                 mp_classify_file_name(names[i], &role, &format);
                 if (role == MP_ROLE_WEIGHTS && format != weight_format)
                         continue;       /* e.g. a GGUF export beside the safetensors */
-                if (role == MP_ROLE_INDEX) {
-                        bool st_index = fnmatch("*.safetensors.index.json", names[i], 0) == 0;
-                        if ((weight_format == MP_FORMAT_SAFETENSORS) != st_index)
-                                continue;
-                }
-                if (role == MP_ROLE_WEIGHTS) {
-                        /* With an index, only the shards it names belong to the model. */
-                        bool has_index = false;
-                        for (size_t j = 0; j < n_names; j++)
-                                if (fnmatch(weight_format == MP_FORMAT_SAFETENSORS ? "*.safetensors.index.json"
-                                                                                   : "pytorch_model*.bin.index.json",
-                                            names[j], 0) == 0)
-                                        has_index = true;
-                        if (has_index)
-                                continue;
-                }
+                if (role == MP_ROLE_INDEX && fnmatch(index_pattern, names[i], 0) != 0)
+                        continue;       /* an index of the other weight format */
+                /* With an index, only the shards it names belong to the model. */
+                if (role == MP_ROLE_WEIGHTS && has_index)
+                        continue;
                 _cleanup_(freep) char *p = NULL;
                 if (asprintf(&p, "%s/%s", dir, names[i]) < 0)
                         r = mp_error_set(err, -ENOMEM, dir, -1, "out of memory");

@@ -272,12 +272,10 @@ typedef struct file_job {
         size_t next;
 } file_job;
 
-static const mp_model *sort_model;      /* qsort has no userdata; guarded by sort_lock */
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int cmp_tensor_offset(const void *a, const void *b) {
-        uint64_t x = sort_model->tensors[*(const size_t *) a].offset;
-        uint64_t y = sort_model->tensors[*(const size_t *) b].offset;
+static int cmp_tensor_offset(const void *a, const void *b, void *userdata) {
+        const mp_model *m = userdata;
+        uint64_t x = m->tensors[*(const size_t *) a].offset;
+        uint64_t y = m->tensors[*(const size_t *) b].offset;
         return x < y ? -1 : x > y;
 }
 
@@ -295,10 +293,7 @@ static int file_job_init(file_job *j, const mp_model *m, size_t fi) {
         for (size_t i = 0; i < m->n_tensors; i++)
                 if (m->tensors[i].file_index == fi)
                         j->tensors[k++] = i;
-        pthread_mutex_lock(&sort_lock);
-        sort_model = m;
-        qsort(j->tensors, j->n_tensors, sizeof(size_t), cmp_tensor_offset);
-        pthread_mutex_unlock(&sort_lock);
+        qsort_r(j->tensors, j->n_tensors, sizeof(size_t), cmp_tensor_offset, (void *) m);
         return 0;
 }
 
@@ -489,11 +484,10 @@ static void worker_done(worker *w) {
         free(w->rs.ring);
 }
 
-static pass_ctx *cmp_ctx;       /* for qsort of files; set under sort_lock */
-
-static int cmp_file_size_desc(const void *a, const void *b) {
-        uint64_t x = cmp_ctx->m->files[*(const size_t *) a].size;
-        uint64_t y = cmp_ctx->m->files[*(const size_t *) b].size;
+static int cmp_file_size_desc(const void *a, const void *b, void *userdata) {
+        const mp_model *m = userdata;
+        uint64_t x = m->files[*(const size_t *) a].size;
+        uint64_t y = m->files[*(const size_t *) b].size;
         return x > y ? -1 : x < y;
 }
 
@@ -590,10 +584,7 @@ int mp_pass_run(mp_model *m, const mp_pass_options *opts_in, mp_pass_result *res
                 ctx.bytes_total += m->files[i].size;
         }
         /* Largest files first keeps all threads busy until the end. */
-        pthread_mutex_lock(&sort_lock);
-        cmp_ctx = &ctx;
-        qsort(order, m->n_files, sizeof(size_t), cmp_file_size_desc);
-        pthread_mutex_unlock(&sort_lock);
+        qsort_r(order, m->n_files, sizeof(size_t), cmp_file_size_desc, m);
 
         int r = 0;
         unsigned started = 0;
