@@ -4,3 +4,7 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_fingerprint(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_catalog(int argc, char **argv);
+int cmd_scan(int argc, char **argv);

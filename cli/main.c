@@ -13,7 +13,11 @@ typedef struct command {
 
 static const command commands[] = {
         { "inspect",     cmd_inspect,     "show what a model is: format, architecture, files, findings" },
-        { "fingerprint", cmd_fingerprint, "compute the fingerprint record (digests, metadata, tokenizer)" },
+        { "fingerprint", cmd_fingerprint, "compute the fingerprint record (digests, signals, metadata, tokenizer)" },
+        { "compare",     cmd_compare,     "do two models share lineage? every signal, score, verdict" },
+        { "diff",        cmd_diff,        "tensor by tensor: identical, changed, only in one" },
+        { "catalog",     cmd_catalog,     "manage a catalog of reference fingerprints (add, list, remove, import)" },
+        { "scan",        cmd_scan,        "rank a model's matches in a catalog" },
 };
 
 static void usage(FILE *f) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fingerprint/compute.h"
 #include "progress.h"
 #include "util/macro.h"
 
@@ -75,16 +76,8 @@ int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model
         cli_progress progress;
         cli_progress_init(&progress, !o->quiet);
         mp_pass_options po = { .jobs = o->jobs, .progress = cli_progress_update, .progress_userdata = &progress };
-        mp_pass_result res;
-        r = mp_pass_run(m, &po, &res, &err);
+        r = mp_fingerprint_compute(m, &po, ret_fp, &err);
         cli_progress_finish(&progress);
-        if (r < 0) {
-                cli_print_error(&err);
-                return r;
-        }
-
-        r = mp_fingerprint_build(m, &res, ret_fp, &err);
-        mp_pass_result_free(&res);
         if (r < 0) {
                 cli_print_error(&err);
                 return r;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-        libssl-dev libxxhash-dev libjansson-dev
+        libssl-dev libxxhash-dev libjansson-dev libsqlite3-dev sqlite3
         protobuf-c-compiler libprotobuf-c-dev
         python3 coreutils openssl
 )

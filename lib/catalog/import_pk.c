@@ -1,0 +1,1 @@
+/* import_pk.c - placeholder (being written). */

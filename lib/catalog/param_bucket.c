@@ -1,0 +1,1 @@
+/* param_bucket.c - placeholder (being written). */

@@ -1,0 +1,1 @@
+/* mfi.c - placeholder (being written). */

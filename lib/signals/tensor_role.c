@@ -1,0 +1,135 @@
+/* tensor_role.c - tensor roles from Hugging Face names (see tensor_role.h). */
+#include "signals/tensor_role.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/strutil.h"
+
+/* Containers of transformer blocks: "<prefix>.<container>.<N>.<rest>". */
+static const char *const block_containers[] = { "layers", "h", "blocks", "layer", "block" };
+
+/* Parses the block index; *rest points after "<N>." on success. */
+static int parse_layer(const char *name, const char **rest) {
+        for (const char *p = name; *p; p++) {
+                if (p != name && p[-1] != '.')
+                        continue;
+                for (size_t i = 0; i < sizeof(block_containers) / sizeof(block_containers[0]); i++) {
+                        size_t l = strlen(block_containers[i]);
+                        if (strncmp(p, block_containers[i], l) != 0 || p[l] != '.')
+                                continue;
+                        const char *d = p + l + 1;
+                        if (*d < '0' || *d > '9')
+                                continue;
+                        char *end;
+                        long v = strtol(d, &end, 10);
+                        if (*end != '.' || v < 0 || v > 100000)
+                                continue;
+                        *rest = end + 1;
+                        return (int) v;
+                }
+        }
+        *rest = name;
+        return -1;
+}
+
+typedef struct role_pattern {
+        const char *needle;     /* matched as a dot-delimited component sequence */
+        mp_tensor_role role;
+} role_pattern;
+
+/* Order matters: the first match wins, so "mlp.c_proj" precedes "c_proj". */
+static const role_pattern layer_patterns[] = {
+        { "mlp.c_proj", MP_TR_MLP_DOWN },
+        { "mlp.c_fc", MP_TR_MLP_UP },
+        { "attn.c_attn", MP_TR_ATTN_QKV },
+        { "attn.c_proj", MP_TR_ATTN_O },
+        { "q_proj", MP_TR_ATTN_Q }, { "k_proj", MP_TR_ATTN_K },
+        { "v_proj", MP_TR_ATTN_V }, { "o_proj", MP_TR_ATTN_O },
+        { "query", MP_TR_ATTN_Q }, { "key", MP_TR_ATTN_K }, { "value", MP_TR_ATTN_V },
+        { "wq", MP_TR_ATTN_Q }, { "wk", MP_TR_ATTN_K }, { "wv", MP_TR_ATTN_V }, { "wo", MP_TR_ATTN_O },
+        { "out_proj", MP_TR_ATTN_O },
+        { "qkv_proj", MP_TR_ATTN_QKV }, { "query_key_value", MP_TR_ATTN_QKV }, { "Wqkv", MP_TR_ATTN_QKV },
+        { "c_attn", MP_TR_ATTN_QKV },
+        { "attention.dense", MP_TR_ATTN_O }, { "self_attention.dense", MP_TR_ATTN_O },
+        { "gate_up_proj", MP_TR_MLP_GATE_UP },
+        { "gate_proj", MP_TR_MLP_GATE }, { "up_proj", MP_TR_MLP_UP }, { "down_proj", MP_TR_MLP_DOWN },
+        { "w1", MP_TR_MLP_GATE }, { "w3", MP_TR_MLP_UP }, { "w2", MP_TR_MLP_DOWN },
+        { "fc1", MP_TR_MLP_UP }, { "fc2", MP_TR_MLP_DOWN }, { "c_fc", MP_TR_MLP_UP },
+        { "dense_h_to_4h", MP_TR_MLP_UP }, { "dense_4h_to_h", MP_TR_MLP_DOWN },
+};
+
+/* True if name contains needle as whole dot-separated components. */
+static bool has_component(const char *name, const char *needle) {
+        size_t l = strlen(needle);
+        for (const char *p = strstr(name, needle); p; p = strstr(p + 1, needle)) {
+                bool start = p == name || p[-1] == '.';
+                bool stop = p[l] == '\0' || p[l] == '.';
+                if (start && stop)
+                        return true;
+        }
+        return false;
+}
+
+/* Normalization layers: any component mentioning norm, or GPT-2's ln_1/ln_f. */
+static bool is_norm_name(const char *name) {
+        return strstr(name, "norm") || strstr(name, "ln_") || has_component(name, "ln");
+}
+
+mp_tensor_kind mp_tensor_kind_of(const char *name) {
+        assert(name);
+        mp_tensor_kind k = { .role = MP_TR_OTHER };
+        const char *rest;
+        k.layer = parse_layer(name, &rest);
+        k.is_bias = mp_has_suffix(name, ".bias");
+
+        if (is_norm_name(rest)) {
+                k.role = MP_TR_NORM;
+                return k;
+        }
+        if (k.layer >= 0) {
+                for (size_t i = 0; i < sizeof(layer_patterns) / sizeof(layer_patterns[0]); i++)
+                        if (has_component(rest, layer_patterns[i].needle)) {
+                                k.role = layer_patterns[i].role;
+                                return k;
+                        }
+                return k;
+        }
+        if (has_component(name, "embed_tokens") || has_component(name, "wte") ||
+            has_component(name, "word_embeddings") || has_component(name, "tok_embeddings") ||
+            has_component(name, "embed_in"))
+                k.role = MP_TR_EMBED;
+        else if (has_component(name, "wpe") || has_component(name, "position_embeddings") ||
+                 has_component(name, "embed_positions"))
+                k.role = MP_TR_POS_EMBED;
+        else if (has_component(name, "lm_head") || has_component(name, "embed_out") ||
+                 has_component(name, "output"))
+                k.role = MP_TR_LM_HEAD;
+        return k;
+}
+
+mp_role_class mp_role_class_of(mp_tensor_kind k, uint32_t n_dims) {
+        if (k.layer < 0 || k.role == MP_TR_NORM || k.is_bias)
+                return MP_RC_NONE;
+        switch (k.role) {
+        case MP_TR_ATTN_Q: case MP_TR_ATTN_K: case MP_TR_ATTN_V: case MP_TR_ATTN_O: case MP_TR_ATTN_QKV:
+                return MP_RC_ATTENTION;
+        case MP_TR_MLP_GATE: case MP_TR_MLP_UP: case MP_TR_MLP_DOWN: case MP_TR_MLP_GATE_UP:
+                return MP_RC_MLP;
+        default:
+                return n_dims >= 2 ? MP_RC_IDENTITY : MP_RC_NONE;
+        }
+}
+
+const char *mp_tensor_role_name(mp_tensor_role r) {
+        static const char *const names[_MP_TR_MAX] = {
+                [MP_TR_OTHER] = "other", [MP_TR_EMBED] = "embed", [MP_TR_POS_EMBED] = "pos-embed",
+                [MP_TR_LM_HEAD] = "lm-head", [MP_TR_NORM] = "norm",
+                [MP_TR_ATTN_Q] = "attn-q", [MP_TR_ATTN_K] = "attn-k", [MP_TR_ATTN_V] = "attn-v",
+                [MP_TR_ATTN_O] = "attn-o", [MP_TR_ATTN_QKV] = "attn-qkv",
+                [MP_TR_MLP_GATE] = "mlp-gate", [MP_TR_MLP_UP] = "mlp-up", [MP_TR_MLP_DOWN] = "mlp-down",
+                [MP_TR_MLP_GATE_UP] = "mlp-gate-up",
+        };
+        return (unsigned) r < _MP_TR_MAX ? names[r] : "other";
+}

@@ -1,0 +1,1 @@
+/* tfv.c - placeholder (being written). */

@@ -1,0 +1,1 @@
+/* vocab_sketch.c - placeholder (being written). */

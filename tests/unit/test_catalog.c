@@ -1,0 +1,6 @@
+/* test_catalog.c - placeholder (being written). */
+#include "test.h"
+
+int main(void) {
+        return 0;
+}
