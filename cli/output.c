@@ -2,6 +2,9 @@
 #include "output.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +55,31 @@ int cli_model_option_or_usage(int c, const char *arg, cli_model_options *o, void
         return 0;
 }
 
+int cli_want_operands(int argc, int n, void (*usage)(FILE *f)) {
+        if (optind + n != argc) {
+                usage(stderr);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int cli_want_one_operand(int argc, void (*usage)(FILE *f)) {
-        if (optind + 1 != argc) {
+        return cli_want_operands(argc, 1, usage);
+}
+
+int cli_parse_help_only(int argc, char **argv, void (*usage)(FILE *f)) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (c == 'h') {
+                        usage(stdout);
+                        return 1;
+                }
                 usage(stderr);
                 return -EINVAL;
         }
@@ -87,12 +113,38 @@ int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model
         return 0;
 }
 
+bool cli_is_record_file(const char *path) {
+        uint8_t head[3];
+        _cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        /* safetensors could start 08 01 too (a 264-byte header), but its
+         * third byte is 0: header lengths stay far below 2^16 there. */
+        return pread(fd, head, sizeof(head), 0) == (ssize_t) sizeof(head) && head[0] == 0x08 && head[1] == 0x01 &&
+               head[2] != 0x00;
+}
+
+int cli_load_fingerprint(const char *path, const cli_model_options *o, mp_model **ret_model,
+                         mp_fingerprint **ret_fp) {
+        if (!cli_is_record_file(path))
+                return cli_fingerprint_model(path, o, ret_model, ret_fp);
+        mp_error err;
+        mp_error_clear(&err);
+        int r = mp_fingerprint_read(path, ret_fp, &err);
+        if (r < 0)
+                cli_print_error(&err);
+        if (ret_model)
+                *ret_model = NULL;
+        return r;
+}
+
 int cli_print_json(json_t *j) {
         if (!j) {
                 fprintf(stderr, "modelprov: error: out of memory rendering JSON\n");
                 return -ENOMEM;
         }
-        int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
         json_decref(j);
         fputc('\n', stdout);
         return r < 0 ? -EIO : 0;

@@ -31,6 +31,18 @@ typedef struct cli_model_options {
 int cli_fingerprint_model(const char *path, const cli_model_options *o, mp_model **ret_model,
                           mp_fingerprint **ret_fp);
 
+/* True if path is a fingerprint record file (`fingerprint -o`) rather than
+ * model material: records start with field 1 (record_version = 1) followed by
+ * another field, which no weight format does. */
+bool cli_is_record_file(const char *path);
+
+/* A model path or a record file, as compare, scan and catalog take them:
+ * reads the record, or fingerprints the model (then *ret_model, if wanted,
+ * receives it: its tokenizer allows an exact vocabulary overlap).  Prints
+ * errors; returns a negative errno on failure. */
+int cli_load_fingerprint(const char *path, const cli_model_options *o, mp_model **ret_model,
+                         mp_fingerprint **ret_fp);
+
 /* The options every model-reading command takes: -j/--jobs N, -q/--quiet,
  * --ollama-store DIR.  Their long options are CLI_MODEL_LONG_OPTIONS. */
 enum { CLI_OPT_OLLAMA_STORE = 0x1000 };
@@ -53,6 +65,12 @@ int cli_model_option(int c, const char *arg, cli_model_options *o);
  * a negative errno after which the command exits with EXIT_ERROR. */
 int cli_model_option_or_usage(int c, const char *arg, cli_model_options *o, void (*usage)(FILE *f));
 int cli_want_one_operand(int argc, void (*usage)(FILE *f));
+int cli_want_operands(int argc, int n, void (*usage)(FILE *f));
+
+/* Option parsing for commands that take only --help: returns 1 after
+ * printing usage for --help, 0 to go on, -EINVAL after printing usage for
+ * anything else. */
+int cli_parse_help_only(int argc, char **argv, void (*usage)(FILE *f));
 
 /* Prints a JSON value to stdout, indented, with a final newline. */
 int cli_print_json(json_t *j);

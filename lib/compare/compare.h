@@ -37,7 +37,6 @@ typedef enum mp_signal_id {
         MP_SIG_EMBED_VALUES,            /* value correlation of shared embedding rows */
         MP_SIG_LAYER_VALUES,            /* scale-free value correlation per layer (best alignment) */
         MP_SIG_LAYER_STATS,             /* per-layer std pattern of attention/MLP matrices */
-        MP_SIG_INVARIANTS,              /* anchor-product invariants (permutation, rescale) */
         _MP_SIG_MAX,
 } mp_signal_id;
 
@@ -62,6 +61,7 @@ typedef struct mp_comparison {
         size_t tensors_identical;       /* ... and same content hash */
         uint64_t bytes_common, bytes_identical;
         double median_rel_change;       /* NAN if no comparable samples */
+        size_t tensors_scaled;          /* values correlate (r >= 0.97) but norms differ by > 20% */
         char explanation[320];          /* one plain sentence */
 } mp_comparison;
 

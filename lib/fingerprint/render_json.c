@@ -3,8 +3,10 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pass/pass.h"
+#include "util/strutil.h"
 
 static json_t *hex_of(ProtobufCBinaryData b) {
         char *s = malloc(2 * b.len + 1);
@@ -52,6 +54,12 @@ static json_t *tensors_json(const mp_fingerprint *fp) {
                                       "flags", (json_int_t) t->flags);
                 if (o && t->source_name && *t->source_name)
                         json_object_set_new(o, "source_name", json_string(t->source_name));
+                if (o && t->sample.len > 0) {
+                        json_object_set_new(o, "l2", json_real(t->l2));
+                        json_object_set_new(o, "mean", json_real(t->mean));
+                        json_object_set_new(o, "std", json_real(t->std));
+                        json_object_set_new(o, "samples", json_integer((json_int_t) (t->sample.len / 2)));
+                }
                 json_array_append_new(a, o);
         }
         return a;
@@ -109,6 +117,46 @@ static json_t *metadata_json(const mp_fingerprint *fp) {
         return o;
 }
 
+static json_t *floats_json(const float *v, size_t n) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+                json_array_append_new(a, json_real(v[i]));
+        return a;
+}
+
+/* Stored JSON text (MFI, TFV) back as an object; null if absent or broken. */
+static json_t *embedded_json(const char *s) {
+        json_t *j = s && *s ? json_loads(s, 0, NULL) : NULL;
+        return j ? j : json_null();
+}
+
+/* Token strings come from files: invalid UTF-8 cannot go into JSON. */
+static json_t *utf8_or_placeholder(const char *s) {
+        size_t len = strlen(s);
+        return json_string(mp_utf8_invalid_at((const uint8_t *) s, len) == len ? s : "\ufffd");
+}
+
+static json_t *signals_json(const Modelprov__V1__Signals *s) {
+        if (!s)
+                return json_null();
+        json_t *tokens = json_array();
+        for (size_t i = 0; tokens && i < s->n_eas_tokens; i++)
+                json_array_append_new(tokens, utf8_or_placeholder(s->eas_tokens[i]));
+        json_t *sketch = s->vocab_sketch ? json_pack("{s:I, s:I}", "vocab_size", (json_int_t) s->vocab_sketch->vocab_size,
+                                                     "hashes", (json_int_t) s->vocab_sketch->n_mins)
+                                         : json_null();
+        return json_pack("{s:b, s:o, s:o, s:o, s:o, s:o, s:{s:o, s:I}, s:{s:o, s:f, s:f}, s:{s:s, s:I, s:I}, s:o, s:I}",
+                         "has_weights", s->has_weights, "arch_hash", str_or_null(s->arch_hash),
+                         "family_hash", str_or_null(s->family_hash), "mfi", embedded_json(s->mfi_json),
+                         "tfv", embedded_json(s->tfv_json), "vocab_sketch", sketch,
+                         "eas", "anchor_tokens", tokens, "pairs", (json_int_t) s->n_eas_self_sim,
+                         "end", "histogram", floats_json(s->end_histogram, s->n_end_histogram),
+                         "min", (double) s->end_min, "max", (double) s->end_max,
+                         "nlf", "mode", s->nlf_mode, "vectors", (json_int_t) s->nlf_vectors,
+                         "values", (json_int_t) s->n_nlf,
+                         "lep", floats_json(s->lep, s->n_lep), "num_layers", (json_int_t) s->num_layers);
+}
+
 json_t *mp_fingerprint_to_json(const mp_fingerprint *fp) {
         json_t *o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I}",
                               "record_version", (int) fp->record_version, "tool_version", fp->tool_version,
@@ -119,9 +167,10 @@ json_t *mp_fingerprint_to_json(const mp_fingerprint *fp) {
         if (!o)
                 return NULL;
         json_t *parts[] = { arch_json(fp->arch), tokenizer_json(fp->tokenizer), dtypes_json(fp),
-                            files_json(fp), tensors_json(fp), findings_json(fp), metadata_json(fp) };
+                            files_json(fp), tensors_json(fp), findings_json(fp), metadata_json(fp),
+                            signals_json(fp->signals) };
         static const char *const keys[] = { "arch", "tokenizer", "dtypes", "files", "tensors", "findings",
-                                            "metadata" };
+                                            "metadata", "signals" };
         bool ok = true;
         for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
                 /* A part that failed to render must not silently vanish. */

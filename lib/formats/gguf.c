@@ -261,6 +261,7 @@ typedef struct gguf_file {
         gguf_kv *kvs;           size_t n_kvs, kvs_allocated;
         gguf_tensor *tensors;   size_t n_tensors, tensors_allocated;
         mp_tokenizer *tok;      /* from tokenizer.ggml.tokens, when wanted */
+        mp_tokenizer_merges merges;     /* from tokenizer.ggml.merges, when wanted */
         bool want_tokenizer;
         bool have_tokens;
         uint64_t n_tokens;      /* length of tokenizer.ggml.tokens */
@@ -280,6 +281,7 @@ static void gguf_file_done(gguf_file *g) {
         }
         free(g->tensors);
         mp_tokenizer_free(g->tok);
+        mp_tokenizer_merges_clear(&g->merges);
 }
 
 static const gguf_kv *kv_find(const gguf_file *g, const char *key) {
@@ -460,6 +462,44 @@ static int read_tokens(reader *r, gguf_file *g, uint64_t count, uint64_t count_a
         return 0;
 }
 
+/* tokenizer.ggml.merges: "A B" strings in rank order.  They may come before
+ * or after the tokens, so they are kept apart until apply_tokenizer(). */
+static int read_merges(reader *r, gguf_file *g, uint64_t count) {
+        int k;
+
+        bool keep = g->want_tokenizer;
+
+        mp_tokenizer_merges_clear(&g->merges);
+        for (uint64_t i = 0; i < count; i++) {
+                uint64_t at = r->pos, len;
+                _cleanup_(freep) char *s = NULL;
+
+                k = rd_string(r, MP_GGUF_MAX_STRING, MP_TOKENIZER_MAX_TOKEN_LEN * 2 + 1, keep ? &s : NULL, &len,
+                              "merge");
+                if (k < 0)
+                        return k;
+                if (!keep)
+                        continue;
+                if (!s) {
+                        /* Longer than two tokens can be: not a real merge
+                         * list.  Keep reading the file, but no merges. */
+                        mp_tokenizer_merges_clear(&g->merges);
+                        keep = false;
+                        continue;
+                }
+                /* Merges are "A B"; one without a space is kept whole, as
+                 * the reference's string merges are. */
+                size_t n = strnlen(s, (size_t) len);
+                const char *sp = memchr(s, ' ', n);
+                size_t alen = sp ? (size_t) (sp - s) : n;
+                k = sp ? mp_tokenizer_merges_add(&g->merges, s, alen, sp + 1, n - alen - 1)
+                       : mp_tokenizer_merges_add(&g->merges, s, n, NULL, 0);
+                if (k < 0)
+                        return mp_error_set(r->err, k, r->src->label, off64(at), "cannot store merge %" PRIu64, i);
+        }
+        return 0;
+}
+
 static int read_kv(reader *r, gguf_file *g) {
         gguf_kv kv = { .key_offset = r->pos };
         uint64_t type_at;
@@ -488,6 +528,8 @@ static int read_kv(reader *r, gguf_file *g) {
                 if (k >= 0) {
                         if (kv.elem_type == GGUF_STRING && strcmp(kv.key, "tokenizer.ggml.tokens") == 0)
                                 k = read_tokens(r, g, kv.len, count_at);
+                        else if (kv.elem_type == GGUF_STRING && strcmp(kv.key, "tokenizer.ggml.merges") == 0)
+                                k = read_merges(r, g, kv.len);
                         else
                                 k = skip_array_body(r, kv.elem_type, kv.len, 1);
                 }
@@ -1010,6 +1052,14 @@ static int apply_tokenizer(mp_model *m, gguf_file *g) {
                 return k;
         if (merges && merges->type == GGUF_ARRAY)
                 t->n_merges = (size_t) merges->len;
+        if (g->merges.n > 0) {
+                k = mp_tokenizer_merges_finish(&g->merges);
+                if (k < 0)
+                        return k;
+                mp_tokenizer_merges_clear(&t->merges);
+                t->merges = g->merges;
+                g->merges = (mp_tokenizer_merges) {};
+        }
 
         k = set_special(t, &t->bos_token, kv_find(g, "tokenizer.ggml.bos_token_id"));
         if (k >= 0)

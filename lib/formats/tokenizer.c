@@ -38,6 +38,7 @@ mp_tokenizer *mp_tokenizer_new(mp_tokenizer_kind kind, const char *source) {
                 return NULL;
         t->kind = kind;
         t->byte_fallback = -1;
+        t->dummy_prefix = -1;
         if (source && !(t->source = strdup(source))) {
                 free(t);
                 return NULL;
@@ -58,6 +59,14 @@ void mp_tokenizer_free(mp_tokenizer *t) {
         free(t->eos_token);
         free(t->unk_token);
         free(t->pad_token);
+        free(t->mask_token);
+        free(t->sep_token);
+        free(t->cls_token);
+        for (size_t i = 0; i < t->n_extra_special; i++)
+                free(t->extra_special[i]);
+        free(t->extra_special);
+        free(t->tokenizer_class);
+        mp_tokenizer_merges_clear(&t->merges);
         free(t);
 }
 
@@ -95,6 +104,65 @@ int mp_tokenizer_set_token(mp_tokenizer *t, size_t id, const char *s, size_t len
         free(t->tokens[id]);
         t->tokens[id] = copy;
         return 0;
+}
+
+int mp_tokenizer_merges_add(mp_tokenizer_merges *m, const char *a, size_t alen, const char *b, size_t blen) {
+        assert(m);
+        assert(a || alen == 0);
+        assert(b || blen == 0);
+
+        if (!m->ctx) {
+                EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+                if (!ctx)
+                        return -ENOMEM;
+                if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+                        EVP_MD_CTX_free(ctx);
+                        return -ENOMEM;
+                }
+                m->ctx = ctx;
+        }
+
+        /* "\n" between merges, none after the last: the digest equals
+         * SHA-256("\n".join(merges)) without ever holding the join. */
+        if ((m->n > 0 && EVP_DigestUpdate(m->ctx, "\n", 1) != 1) ||
+            EVP_DigestUpdate(m->ctx, a, alen) != 1 ||
+            (b && (EVP_DigestUpdate(m->ctx, " ", 1) != 1 || EVP_DigestUpdate(m->ctx, b, blen) != 1)))
+                return -ENOMEM;
+
+        if (m->n < MP_TOKENIZER_KEPT_MERGES) {
+                char *s = malloc(alen + blen + 2), *p = s;
+                if (!s)
+                        return -ENOMEM;
+                p = mempcpy(p, a, alen);
+                if (b) {
+                        *p++ = ' ';
+                        p = mempcpy(p, b, blen);
+                }
+                *p = 0;
+                m->first[m->n] = s;
+        }
+        m->n++;
+        return 0;
+}
+
+int mp_tokenizer_merges_finish(mp_tokenizer_merges *m) {
+        unsigned int n = 32;
+
+        assert(m);
+        if (!m->ctx)
+                return 0;
+        int ok = EVP_DigestFinal_ex(m->ctx, m->sha256, &n);
+        EVP_MD_CTX_free(m->ctx);
+        m->ctx = NULL;
+        return ok == 1 ? 0 : -ENOMEM;
+}
+
+void mp_tokenizer_merges_clear(mp_tokenizer_merges *m) {
+        assert(m);
+        for (size_t i = 0; i < MP_TOKENIZER_KEPT_MERGES; i++)
+                free(m->first[i]);
+        EVP_MD_CTX_free(m->ctx);
+        *m = (mp_tokenizer_merges) {};
 }
 
 void mp_tokenizer_vocab_digest(const mp_tokenizer *t, uint8_t out[32]) {

@@ -26,17 +26,38 @@ typedef enum mp_tokenizer_kind {
         _MP_TOK_MAX,
 } mp_tokenizer_kind;
 
+/* Merges kept for the tokenizer feature vector: the first few verbatim, and
+ * a digest of all of them, so that a 300k-merge list costs a few KiB. */
+#define MP_TOKENIZER_KEPT_MERGES 50
+
+typedef struct mp_tokenizer_merges {
+        size_t n;                                       /* merges added */
+        char *first[MP_TOKENIZER_KEPT_MERGES];          /* the first ones, "A B" */
+        uint8_t sha256[32];     /* all merges "A B" joined by "\n"; set by _finish() when n > 0 */
+        void *ctx;              /* running digest (EVP_MD_CTX) between add and finish */
+} mp_tokenizer_merges;
+
+/* Most additional special tokens kept (real tokenizers have a few hundred). */
+#define MP_TOKENIZER_MAX_EXTRA_SPECIAL 4096
+
 typedef struct mp_tokenizer {
         mp_tokenizer_kind kind;
         char *source;           /* file the vocabulary came from (label) */
         char *model_name;       /* e.g. GGUF tokenizer.ggml.model, tokenizer_class */
         char **tokens;          /* tokens[id], NUL-terminated UTF-8; NULL for holes */
         size_t n_tokens;        /* vocabulary size = highest id + 1 */
-        size_t n_merges;        /* BPE merges, 0 otherwise */
+        size_t n_merges;        /* BPE merges, 0 otherwise (= merges.n once parsed) */
+        mp_tokenizer_merges merges;     /* BPE merges in file order; empty when the file has none */
         size_t n_added_tokens;  /* added_tokens in tokenizer.json */
         char *pre_tokenizer;    /* e.g. "ByteLevel", "Metaspace", NULL if none */
         char *bos_token, *eos_token, *unk_token, *pad_token;   /* may be NULL */
+        char *mask_token, *sep_token, *cls_token;               /* tokenizer_config.json, may be NULL */
+        char **extra_special;   /* additional_special_tokens of tokenizer_config.json */
+        size_t n_extra_special;
+        char *tokenizer_class;  /* tokenizer_config.json "tokenizer_class", NULL if none */
         int byte_fallback;      /* -1 unknown, 0/1 */
+        int dummy_prefix;       /* -1 unknown, 0/1: "▁" is put before the text (SentencePiece's
+                                 * add_dummy_prefix, a Prepend normalizer, Metaspace) */
 } mp_tokenizer;
 
 /* Limits against hostile tokenizer files. */
@@ -52,6 +73,15 @@ static inline void mp_tokenizer_freep(mp_tokenizer **t) { mp_tokenizer_free(*t);
 /* Sets tokens[id] = copy of s (length len, may contain no NUL), growing the
  * array as needed.  Rejects id >= MP_TOKENIZER_MAX_TOKENS. */
 int mp_tokenizer_set_token(mp_tokenizer *t, size_t id, const char *s, size_t len);
+
+/* Appends one merge A B (the two parts; the merge string is "A B", or just
+ * A when b is NULL: a merge string kept as the file had it) to m:
+ * counted, hashed, and kept verbatim among the first
+ * MP_TOKENIZER_KEPT_MERGES.  Returns 0 or -ENOMEM. */
+int mp_tokenizer_merges_add(mp_tokenizer_merges *m, const char *a, size_t alen, const char *b, size_t blen);
+/* Completes m->sha256 (only meaningful when m->n > 0).  Returns 0 or -ENOMEM. */
+int mp_tokenizer_merges_finish(mp_tokenizer_merges *m);
+void mp_tokenizer_merges_clear(mp_tokenizer_merges *m);
 
 /* SHA-256 over the id-ordered vocabulary: for each id, the token bytes and a
  * NUL (a hole contributes just the NUL).  Identical vocabularies with

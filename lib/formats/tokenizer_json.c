@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -258,10 +259,9 @@ static bool merge_split(const char *s, size_t len, size_t *ret_alen) {
 }
 
 /* Checks one merge "A B" / [A, B]: both parts must be vocabulary tokens, as
- * the HF loader requires. */
-static int merge_check(const char *label, json_t *vocab, size_t i, json_t *m, mp_error *err) {
-        const char *part[2];
-        size_t len[2];
+ * the HF loader requires.  Returns the parts in part/len. */
+static int merge_check(const char *label, json_t *vocab, size_t i, json_t *m, const char *part[2],
+                       size_t len[2], mp_error *err) {
         char q[QUOTE_SIZE];
 
         if (json_is_string(m)) {
@@ -304,11 +304,19 @@ static int bpe_merges_apply(mp_tokenizer *t, const char *label, json_t *vocab, j
                 return mp_error_set(err, -EBADMSG, label, -1, "model.merges: not an array");
 
         json_array_foreach(merges, i, m) {
-                int r = merge_check(label, vocab, i, m, err);
+                const char *part[2];
+                size_t len[2];
+
+                int r = merge_check(label, vocab, i, m, part, len, err);
                 if (r < 0)
                         return r;
+                r = mp_tokenizer_merges_add(&t->merges, part[0], len[0], part[1], len[1]);
+                if (r < 0)
+                        return mp_error_set(err, r, label, -1, "out of memory");
         }
-        t->n_merges = json_array_size(merges);
+        if (mp_tokenizer_merges_finish(&t->merges) < 0)
+                return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
+        t->n_merges = t->merges.n;
         return 0;
 }
 
@@ -520,6 +528,40 @@ static int pre_tokenizer_apply(mp_tokenizer *t, const char *label, json_t *pt, m
         return 0;
 }
 
+#define SPM_SPACE "\xe2\x96\x81"        /* U+2581, SentencePiece's space marker */
+
+/* Whether one normalizer / pre-tokenizer object puts "▁" before the text:
+ * Prepend("▁"), or Metaspace unless its prepend_scheme is "never" (older
+ * files say add_prefix_space instead).  Unrecognised shapes say nothing:
+ * this only guides the anchor lookup, it never fails a parse. */
+static bool adds_dummy_prefix(json_t *o) {
+        const char *type = json_string_value(json_object_get(o, "type"));
+
+        if (!type)
+                return false;
+        if (strcmp(type, "Prepend") == 0)
+                return json_is_string(json_object_get(o, "prepend")) &&
+                       strcmp(json_string_value(json_object_get(o, "prepend")), SPM_SPACE) == 0;
+        if (strcmp(type, "Metaspace") == 0) {
+                json_t *scheme = json_object_get(o, "prepend_scheme"), *aps = json_object_get(o, "add_prefix_space");
+                if (json_is_string(scheme))
+                        return strcmp(json_string_value(scheme), "never") != 0;
+                return !json_is_false(aps);
+        }
+        if (strcmp(type, "Sequence") == 0) {
+                json_t *list = json_object_get(o, "normalizers");
+                size_t i;
+                json_t *member;
+
+                if (!list)
+                        list = json_object_get(o, "pretokenizers");
+                json_array_foreach(list, i, member)
+                        if (adds_dummy_prefix(member))
+                                return true;
+        }
+        return false;
+}
+
 int mp_tokenizer_json_parse(const char *label, const char *buf, size_t len, mp_tokenizer **ret,
                             mp_error *err) {
         _cleanup_(json_decrefp) json_t *root = NULL;
@@ -557,6 +599,8 @@ int mp_tokenizer_json_parse(const char *label, const char *buf, size_t len, mp_t
         r = pre_tokenizer_apply(t, label, json_object_get(root, "pre_tokenizer"), err);
         if (r < 0)
                 return r;
+        t->dummy_prefix = adds_dummy_prefix(json_object_get(root, "normalizer")) ||
+                          adds_dummy_prefix(json_object_get(root, "pre_tokenizer"));
 
         *ret = TAKE_PTR(t);
         return 0;
@@ -570,6 +614,43 @@ static const char *special_token_string(json_t *v) {
         if (!json_is_string(v) || json_string_length(v) > MP_TOKENIZER_MAX_TOKEN_LEN)
                 return NULL;
         return json_string_value(v);
+}
+
+/* additional_special_tokens: a list of strings or AddedToken objects.
+ * Entries of other shapes are ignored like the rest of a messy config; the
+ * list is cut at MP_TOKENIZER_MAX_EXTRA_SPECIAL entries. */
+static int extra_specials_apply(mp_tokenizer *t, json_t *list) {
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(list) || json_array_size(list) == 0)
+                return 0;
+
+        /* A second config replaces the first one's list. */
+        for (i = 0; i < t->n_extra_special; i++)
+                free(t->extra_special[i]);
+        free(t->extra_special);
+        t->n_extra_special = 0;
+
+        size_t cap = json_array_size(list);
+        if (cap > MP_TOKENIZER_MAX_EXTRA_SPECIAL)
+                cap = MP_TOKENIZER_MAX_EXTRA_SPECIAL;
+        t->extra_special = calloc(cap, sizeof(char *));
+        if (!t->extra_special)
+                return -ENOMEM;
+
+        json_array_foreach(list, i, v) {
+                const char *s = special_token_string(v);
+                if (!s)
+                        continue;
+                if (t->n_extra_special >= cap)
+                        break;
+                t->extra_special[t->n_extra_special] = strdup(s);
+                if (!t->extra_special[t->n_extra_special])
+                        return -ENOMEM;
+                t->n_extra_special++;
+        }
+        return 0;
 }
 
 int mp_tokenizer_config_apply(mp_tokenizer *t, const char *label, const char *buf, size_t len,
@@ -594,10 +675,13 @@ int mp_tokenizer_config_apply(mp_tokenizer *t, const char *label, const char *bu
                 const char *key;
                 char **field;
         } specials[] = {
-                { "bos_token", &t->bos_token },
-                { "eos_token", &t->eos_token },
-                { "unk_token", &t->unk_token },
-                { "pad_token", &t->pad_token },
+                { "bos_token",  &t->bos_token },
+                { "eos_token",  &t->eos_token },
+                { "unk_token",  &t->unk_token },
+                { "pad_token",  &t->pad_token },
+                { "mask_token", &t->mask_token },
+                { "sep_token",  &t->sep_token },
+                { "cls_token",  &t->cls_token },
         };
         for (size_t i = 0; i < ELEMENTSOF(specials); i++) {
                 const char *s = special_token_string(json_object_get(root, specials[i].key));
@@ -605,9 +689,16 @@ int mp_tokenizer_config_apply(mp_tokenizer *t, const char *label, const char *bu
                         return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
         }
 
+        r = extra_specials_apply(t, json_object_get(root, "additional_special_tokens"));
+        if (r < 0)
+                return mp_error_set(err, r, label, -1, "out of memory");
+
         json_t *cls = json_object_get(root, "tokenizer_class");
-        if (!t->model_name && json_is_string(cls) && json_string_length(cls) <= MP_TOKENIZER_MAX_TOKEN_LEN &&
-            set_string(&t->model_name, json_string_value(cls)) < 0)
-                return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
+        if (json_is_string(cls) && json_string_length(cls) <= MP_TOKENIZER_MAX_TOKEN_LEN) {
+                if (!t->model_name && set_string(&t->model_name, json_string_value(cls)) < 0)
+                        return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
+                if (set_string(&t->tokenizer_class, json_string_value(cls)) < 0)
+                        return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
+        }
         return 0;
 }

@@ -41,12 +41,12 @@ static int merge_line_check(const char *label, json_t *vocab, const char *line, 
         return 0;
 }
 
-/* Counts the merges of merges.txt, checking each.  Empty lines and
+/* Reads the merges of merges.txt into m, checking each.  Empty lines and
  * "#version" lines are skipped; any other line starting with '#' is a merge
  * ("# #" merges two '#' in byte-level vocabularies). */
-static int merges_count(const char *label, const char *buf, size_t len, json_t *vocab,
-                        size_t *ret, mp_error *err) {
-        size_t pos = 0, line_no = 0, n = 0;
+static int merges_read(const char *label, const char *buf, size_t len, json_t *vocab,
+                       mp_tokenizer_merges *m, mp_error *err) {
+        size_t pos = 0, line_no = 0;
 
         while (pos < len) {
                 const char *line = buf + pos;
@@ -62,11 +62,16 @@ static int merges_count(const char *label, const char *buf, size_t len, json_t *
                         int r = merge_line_check(label, vocab, line, l, pos, line_no, err);
                         if (r < 0)
                                 return r;
-                        n++;
+                        /* Checked above: exactly one space, inside the line. */
+                        size_t alen = (size_t) ((const char *) memchr(line, ' ', l) - line);
+                        r = mp_tokenizer_merges_add(m, line, alen, line + alen + 1, l - alen - 1);
+                        if (r < 0)
+                                return mp_error_set(err, r, label, -1, "out of memory");
                 }
                 pos = next;
         }
-        *ret = n;
+        if (mp_tokenizer_merges_finish(m) < 0)
+                return mp_error_set(err, -ENOMEM, label, -1, "out of memory");
         return 0;
 }
 
@@ -94,9 +99,10 @@ int mp_tokenizer_vocab_merges_parse(const char *vocab_label, const char *vocab_b
                 return r;
 
         if (merges_buf) {
-                r = merges_count(merges_label, merges_buf, merges_len, vocab, &t->n_merges, err);
+                r = merges_read(merges_label, merges_buf, merges_len, vocab, &t->merges, err);
                 if (r < 0)
                         return r;
+                t->n_merges = t->merges.n;
         }
 
         *ret = TAKE_PTR(t);

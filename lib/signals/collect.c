@@ -10,6 +10,7 @@
 #include "signals/anchors.h"
 #include "signals/sample.h"
 #include "signals/tensor_role.h"
+#include "util/fstats.h"
 #include "util/macro.h"
 
 /* NLF vectors are 1-D normalization weights of at least this many elements. */
@@ -410,18 +411,12 @@ static int attach_nlf(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
                                 out[j] = v[(size_t) ((uint64_t) j * vl / per)];
                         continue;
                 }
-                double sum = 0, sq = 0, mx = -INFINITY, mn = INFINITY;
-                for (size_t j = 0; j < vl; j++) {
-                        sum += v[j];
-                        sq += (double) v[j] * v[j];
-                        mx = v[j] > mx ? v[j] : mx;
-                        mn = v[j] < mn ? v[j] : mn;
-                }
-                double mean = sum / vl, var = sq / vl - mean * mean;
-                out[0] = (float) mean;
-                out[1] = (float) (var > 0 ? sqrt(var) : 0);
-                out[2] = (float) mx;
-                out[3] = (float) mn;
+                mp_fstats st;
+                mp_fstats_of(v, vl, &st);
+                out[0] = (float) st.mean;
+                out[1] = (float) st.std;
+                out[2] = (float) st.max;
+                out[3] = (float) st.min;
         }
         return 0;
 }

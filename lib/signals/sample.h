@@ -20,7 +20,7 @@
 
 #define MP_SAMPLE_PER_TENSOR 64         /* layer tensors */
 #define MP_SAMPLE_PER_EMBEDDING 256     /* token embedding and LM head */
-#define MP_SAMPLE_ROW_SPAN 4096
+#define MP_SAMPLE_ROW_SPAN 1024
 
 /* The tensor's shape in HF order (undoing a converter's transpose). */
 void mp_tensor_hf_shape(const mp_tensor *t, uint64_t shape[MP_MAX_DIMS]);

@@ -11,14 +11,7 @@ import sys
 import tempfile
 import unittest
 
-BIN = os.environ.get("MODELPROV_BIN", "build/cli/modelprov")
-ZOO = os.environ.get("MODELPROV_ZOO", "../shared/zoo")
-ROOT = os.environ.get("MODELPROV_SOURCE_ROOT", ".")
-HAVE_ZOO = os.path.isdir(ZOO)
-if not HAVE_ZOO:
-    print(f"zoo missing: {ZOO} does not exist; zoo tests are skipped", file=sys.stderr)
-    if os.environ.get("MODELPROV_REQUIRE_ZOO") == "1":
-        sys.exit("MODELPROV_REQUIRE_ZOO=1 and the zoo is missing")
+from testenv import BIN, HAVE_ZOO, ROOT, ZOO  # noqa: E402
 
 
 def run(*args, check_rc=None):
