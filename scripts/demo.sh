@@ -1,7 +1,7 @@
 #!/bin/bash
-# The main job, from a fresh Debian 12 machine: set up, build, then inspect
-# and fingerprint sample models (the zoo's, or a generated one when the zoo
-# is not beside the checkout).
+# The main job, from a fresh Debian 12 machine: set up, build, then inspect,
+# fingerprint, compare and scan sample models (the zoo's, or generated ones
+# when the zoo is not beside the checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -32,3 +32,38 @@ head -40 /tmp/modelprov-demo.json
 echo "..."
 "$mp" fingerprint -o /tmp/modelprov-demo.fp "${samples[0]}" && \
         echo "binary record: /tmp/modelprov-demo.fp ($(stat -c %s /tmp/modelprov-demo.fp) bytes)"
+
+echo "================================================================"
+tmpd=$(mktemp -d)
+if [ -d "$zoo" ]; then
+        base=$zoo/llama/base-1 derived=$zoo/llama/sft-light-q4_0 other=$zoo/llama/base-2
+        bases=("$zoo/llama/base-1" "$zoo/llama/base-2" "$zoo/gpt2/base-1" "$zoo/gpt2/base-2")
+else
+        # same seed = same weights (F16, then cast to BF16); another seed = an unrelated model
+        python3 tests/gen/make_model.py --out "$tmpd/a" --hidden 64 --layers 2 --vocab 512 --values normal --seed 1 >/dev/null
+        python3 tests/gen/make_model.py --out "$tmpd/a-bf16" --hidden 64 --layers 2 --vocab 512 --values normal --seed 1 --dtype BF16 >/dev/null
+        python3 tests/gen/make_model.py --out "$tmpd/b" --hidden 64 --layers 2 --vocab 512 --values normal --seed 2 >/dev/null
+        base=$tmpd/a derived=$tmpd/a-bf16 other=$tmpd/b
+        bases=("$tmpd/a" "$tmpd/b")
+fi
+echo "\$ modelprov compare $base $derived"
+"$mp" compare -q "$base" "$derived"
+echo "================================================================"
+echo "\$ modelprov compare $base $other"
+"$mp" compare -q "$base" "$other"
+echo "================================================================"
+echo "\$ modelprov diff $base $derived (last lines)"
+"$mp" diff -q "$base" "$derived" > "$tmpd/diff.txt" || true
+tail -4 "$tmpd/diff.txt"
+echo "================================================================"
+cat="$tmpd/refs.db"
+for b in "${bases[@]}"; do
+        "$mp" catalog add -q "$cat" "$b" --name "$(basename "$(dirname "$b")")/$(basename "$b")" --label source=demo >/dev/null
+done
+if [ -d ../shared/provenancekit-db ]; then
+        echo "\$ modelprov catalog import $cat ../shared/provenancekit-db"
+        "$mp" catalog import "$cat" ../shared/provenancekit-db
+fi
+echo "\$ modelprov scan $derived --catalog $cat"
+"$mp" scan -q "$derived" --catalog "$cat"
+rm -rf "$tmpd"

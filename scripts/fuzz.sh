@@ -29,6 +29,16 @@ seed gguf '*.gguf'
 seed pickle 'data.pkl'
 seed tokenizer 'tokenizer.json' 'tokenizer_config.json'
 seed layouts 'refs-main-none'
+mkdir -p "$work/features/seed"
+pkdb=../shared/provenancekit-db
+[ -d "$pkdb" ] && find "$pkdb/features" -name '*_features.json' | head -40 | xargs -r cp -f -t "$work/features/seed/"
+# records: the fingerprints of a few zoo models (built by the normal build)
+mkdir -p "$work/record/seed"
+if [ -d "$zoo" ] && [ -x build/cli/modelprov ]; then
+        for m in llama/base-1 gpt2/base-1-q4_0 llama/vocab-extended; do
+                build/cli/modelprov fingerprint -q -o "$work/record/seed/$(echo "$m" | tr / -).fp" "$zoo/$m" || true
+        done
+fi
 # Torch data.pkl members live inside zip files: extract a few.
 if [ -d "$zoo" ]; then
         python3 - "$zoo" "$work/pickle/seed" <<'PY'
@@ -45,7 +55,7 @@ fi
 # -max_len: seeds are whole zoo files (MiBs); the headers that matter fit in
 # 256 KiB, and shorter inputs make the smoke run several times faster.
 status=0
-for target in safetensors gguf pickle tokenizer layouts; do
+for target in safetensors gguf pickle tokenizer layouts record features; do
         corpus=$work/$target/corpus
         mkdir -p "$corpus"
         regressions=tests/fuzz/regressions/$target

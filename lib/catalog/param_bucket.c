@@ -1,6 +1,6 @@
 /* param_bucket.c - size buckets for the scan pre-filter (see param_bucket.h).
  *
- * The estimate follows the reference definition term by term (pk-spec §7),
+ * The estimate follows the reference definition term by term (docs/signals.md, "Catalog and scan"),
  * including its Python truthiness: a field that is missing, null or 0 falls
  * back to the next choice ("nkv or nh", "inter or 4h", "head_dim or h // nh"),
  * and an unknown tie_word_embeddings counts as tied. */

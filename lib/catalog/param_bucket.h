@@ -2,7 +2,7 @@
  *
  * The reference project sorts every model into one of four size buckets,
  * from a parameter estimate computed from its MFI fields (hidden size,
- * layers, heads, vocabulary ...; /work/notes/pk-spec.md §7), and a scan only
+ * layers, heads, vocabulary ...; docs/signals.md), and a scan only
  * looks at catalog entries in the query's bucket and its two neighbours.
  * This is the same estimate, so that imported catalogs and our own records
  * fall into the same buckets.  When a record has no MFI fields (no

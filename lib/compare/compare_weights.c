@@ -31,6 +31,7 @@
 typedef struct tview {
         const Modelprov__V1__TensorDigest *t;
         mp_tensor_kind kind;
+        bool wvc;               /* takes part in WVC (the reference's name rule) */
         uint64_t shape[MP_MAX_DIMS];    /* HF order */
         uint32_t n_dims;
         uint64_t n_elements;
@@ -46,11 +47,30 @@ static int cmp_tview_name(const void *a, const void *b) {
         return strcmp(((const tview *) a)->t->name, ((const tview *) b)->t->name);
 }
 
+/* The reference's tensor categories for WVC: substring tests, first match
+ * wins; only attention and MLP projections take part.  (GPT-2's c_attn,
+ * c_proj and c_fc match none of them, so its WVC is unavailable, as there.) */
+static bool wvc_eligible(const char *name, mp_tensor_role role) {
+        /* Every standard projection name contains one of the substrings;
+         * only others need the (slow) full test. */
+        if (role >= MP_TR_ATTN_Q && role <= MP_TR_MLP_GATE_UP && role != MP_TR_ATTN_QKV && !strstr(name, "c_"))
+                return true;
+        static const char *const take[] = { "q_proj", "query", "k_proj", "key", "v_proj", "value",
+                                            "o_proj", "dense", "out_proj", "gate_proj", "gate", "up_proj",
+                                            "fc1", "dense_h_to_4h", "wi_0", "down_proj", "fc2",
+                                            "dense_4h_to_h", "wi_1", "wo" };
+        for (size_t i = 0; i < ELEMENTSOF(take); i++)
+                if (strstr(name, take[i]))
+                        return true;
+        return false;
+}
+
 /* A record's tensor with its HF-order shape; false if malformed. */
 static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
         if (!t->name || t->n_shape == 0 || t->n_shape > MP_MAX_DIMS)
                 return false;
         *v = (tview) { .t = t, .kind = mp_tensor_kind_of(t->name), .n_dims = (uint32_t) t->n_shape, .n_elements = 1 };
+        v->wvc = wvc_eligible(t->name, v->kind.role);
         for (size_t d = 0; d < t->n_shape; d++) {
                 v->shape[d] = t->shape[d];
                 if (__builtin_mul_overflow(v->n_elements, t->shape[d], &v->n_elements))
@@ -63,7 +83,9 @@ static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
         return true;
 }
 
-static int side_init(side *s, const mp_fingerprint *fp) {
+/* The tensors of a record as views; sorted by name when `sorted` (the side
+ * that is searched; the other is walked in record order). */
+static int side_init(side *s, const mp_fingerprint *fp, bool sorted) {
         *s = (side) { .fp = fp };
         s->v = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof(tview));
         if (!s->v)
@@ -71,7 +93,8 @@ static int side_init(side *s, const mp_fingerprint *fp) {
         for (size_t i = 0; i < fp->n_tensors; i++)
                 if (tview_init(&s->v[s->n], fp->tensors[i]))
                         s->n++;
-        qsort(s->v, s->n, sizeof(tview), cmp_tview_name);
+        if (sorted)
+                qsort(s->v, s->n, sizeof(tview), cmp_tview_name);
         return 0;
 }
 
@@ -104,9 +127,11 @@ static size_t sample_count(const tview *v) {
 }
 
 static void sample_decode(const tview *v, double *out, size_t n) {
-        const uint8_t *p = v->t->sample.data;
+        float f[MP_SAMPLE_PER_EMBEDDING];
+        assert(n <= ELEMENTSOF(f));
+        mp_dtype_to_f32(MP_DTYPE_F16, v->t->sample.data, n, f);       /* table lookups */
         for (size_t i = 0; i < n; i++)
-                out[i] = mp_f16_to_f32((uint16_t) (p[2 * i] | p[2 * i + 1] << 8));
+                out[i] = f[i];
 }
 
 /* |x - y| / |x|, NAN when x is all zeros. */
@@ -300,20 +325,6 @@ static int end_score(const Modelprov__V1__Signals *a, const Modelprov__V1__Signa
         return 0;
 }
 
-/* The reference's tensor categories for WVC: substring tests, first match
- * wins; only attention and MLP projections take part.  (GPT-2's c_attn,
- * c_proj and c_fc match none of them, so its WVC is unavailable, as there.) */
-static bool wvc_eligible(const char *name) {
-        static const char *const take[] = { "q_proj", "query", "k_proj", "key", "v_proj", "value",
-                                            "o_proj", "dense", "out_proj", "gate_proj", "gate", "up_proj",
-                                            "fc1", "dense_h_to_4h", "wi_0", "down_proj", "fc2",
-                                            "dense_4h_to_h", "wi_1", "wo" };
-        for (size_t i = 0; i < ELEMENTSOF(take); i++)
-                if (strstr(name, take[i]))
-                        return true;
-        return false;
-}
-
 /* --- per-layer accumulation over paired tensors --------------------------- */
 
 typedef struct layer_acc {
@@ -403,7 +414,7 @@ static int walk_pair(const side *sa, const side *sb, const tview *va, const tvie
                 l->rsum += r;
                 l->rn++;
         }
-        if (wvc_eligible(va->t->name))
+        if (va->wvc)
                 return wvc_append(l, x, y, n);
         (void) sa;
         (void) sb;
@@ -497,21 +508,21 @@ int mp_compare_weights(const mp_fingerprint *a, const mp_fingerprint *b, mp_comp
                 return r;
 
         side sa, sb;
-        if (side_init(&sa, a) < 0)
+        if (side_init(&sa, a, true) < 0)
                 return -ENOMEM;
-        if (side_init(&sb, b) < 0) {
+        if (side_init(&sb, b, false) < 0) {
                 free(sa.v);
                 return -ENOMEM;
         }
         int ml = max_layer(&sa) > max_layer(&sb) ? max_layer(&sa) : max_layer(&sb);
         pair_walk w = { .n_layers = (size_t) (ml + 1), .embed_r = NAN };
         w.layers = calloc(w.n_layers + 1, sizeof(layer_acc));
-        w.rel = calloc(sa.n + 1, sizeof(double));
+        w.rel = calloc(sb.n + 1, sizeof(double));
         r = w.layers && w.rel ? 0 : -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < sa.n; i++) {
-                const tview *vb = side_find(&sb, sa.v[i].t->name);
-                if (vb)
-                        r = walk_pair(&sa, &sb, &sa.v[i], vb, &w, out);
+        for (size_t i = 0; r >= 0 && i < sb.n; i++) {
+                const tview *va = side_find(&sa, sb.v[i].t->name);
+                if (va)
+                        r = walk_pair(&sa, &sb, va, &sb.v[i], &w, out);
         }
 
         if (r >= 0) {

@@ -271,20 +271,25 @@ int mp_fingerprint_pack(const mp_fingerprint *fp, uint8_t **ret, size_t *ret_len
         return 0;
 }
 
-int mp_fingerprint_unpack(const char *label, const uint8_t *buf, size_t len, mp_fingerprint **ret,
-                          mp_error *err) {
+int mp_fingerprint_unpack_with(const char *label, const uint8_t *buf, size_t len, ProtobufCAllocator *alloc,
+                               mp_fingerprint **ret, mp_error *err) {
         if (len > MP_FINGERPRINT_MAX_BYTES)
                 return mp_error_set(err, -E2BIG, label, -1, "record of %zu bytes exceeds the limit", len);
-        mp_fingerprint *fp = modelprov__v1__fingerprint__unpack(NULL, len, buf);
+        mp_fingerprint *fp = modelprov__v1__fingerprint__unpack(alloc, len, buf);
         if (!fp)
                 return mp_error_set(err, -EBADMSG, label, -1, "not a modelprov fingerprint record");
         if (fp->record_version != MP_FINGERPRINT_RECORD_VERSION) {
                 uint32_t v = fp->record_version;
-                mp_fingerprint_free(fp);
+                modelprov__v1__fingerprint__free_unpacked(fp, alloc);
                 return mp_error_set(err, -ENOTSUP, label, -1, "fingerprint record version %u not supported", v);
         }
         *ret = fp;
         return 0;
+}
+
+int mp_fingerprint_unpack(const char *label, const uint8_t *buf, size_t len, mp_fingerprint **ret,
+                          mp_error *err) {
+        return mp_fingerprint_unpack_with(label, buf, len, NULL, ret, err);
 }
 
 void mp_fingerprint_free(mp_fingerprint *fp) {

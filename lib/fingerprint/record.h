@@ -24,6 +24,12 @@ int mp_fingerprint_build(const mp_model *m, const mp_pass_result *res, mp_finger
 int mp_fingerprint_pack(const mp_fingerprint *fp, uint8_t **ret, size_t *ret_len);
 int mp_fingerprint_unpack(const char *label, const uint8_t *buf, size_t len, mp_fingerprint **ret,
                           mp_error *err);
+/* The same with protobuf-c allocator alloc (NULL = malloc).  A record
+ * unpacked with an allocator other than malloc must not go to
+ * mp_fingerprint_free(): its memory goes with the allocator's (e.g. a
+ * util/bump.h reset). */
+int mp_fingerprint_unpack_with(const char *label, const uint8_t *buf, size_t len, ProtobufCAllocator *alloc,
+                               mp_fingerprint **ret, mp_error *err);
 void mp_fingerprint_free(mp_fingerprint *fp);
 static inline void mp_fingerprint_freep(mp_fingerprint **fp) { mp_fingerprint_free(*fp); }
 

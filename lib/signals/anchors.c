@@ -1,5 +1,5 @@
 /* anchors.c - the reference's choice of the EAS anchor tokens (see
- * anchors.h; the string lists and the allocation are pk-spec §4.1/§4.3). */
+ * anchors.h; the string lists and the allocation are in docs/signals.md). */
 #include "signals/anchors.h"
 
 #include <assert.h>

@@ -1,7 +1,7 @@
 /* anchors.h - the anchor tokens of the embedding anchor similarity (EAS).
  *
  * EAS compares the geometry of a fixed set of tokens' embeddings.  The set is
- * chosen as the reference project does (docs/signals.md, pk-spec §4.1-4.3):
+ * chosen as the reference project does (docs/signals.md):
  * 16 digits and punctuation, then common words of each script that makes up
  * at least 5% of the vocabulary's letters (allocation by Python round), then
  * ids drawn by numpy's RandomState(42).choice(pool, replace=False) to fill up

@@ -1,5 +1,5 @@
 /* mfi.h - metadata family identification (MFI), as the reference project
- * defines it (docs/signals.md, /work/notes/pk-spec.md §1), and the
+ * defines it (docs/signals.md), and the
  * Python-compatible number and JSON formatting its hashes need.
  *
  * The "mfi" object has the reference's 26 fields, in its order: model_type,

@@ -3,7 +3,7 @@
  *
  * script_ranges: the code points that Python's str.isalpha() accepts and
  * whose unicodedata.name() puts them in one of the five named scripts of the
- * reference's classification, from /work/notes/pk-script-ranges.tsv
+ * reference's classification, derived from Python's unicodedata tables
  * (unicodedata 15.1, Python 3.13).  Sorted, disjoint.
  *
  * alpha_ranges: every code point with general category Lu/Ll/Lt/Lm/Lo

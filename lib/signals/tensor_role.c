@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/macro.h"
 #include "util/strutil.h"
 
 /* Containers of transformer blocks: "<prefix>.<container>.<N>.<rest>". */
@@ -34,31 +35,79 @@ static int parse_layer(const char *name, const char **rest) {
         return -1;
 }
 
-typedef struct role_pattern {
-        const char *needle;     /* matched as a dot-delimited component sequence */
+/* Roles of layer tensors by the last name component before ".weight" /
+ * ".bias", sorted for bsearch.  Components that mean different things in
+ * attention and in the MLP (GPT-2's c_proj, BERT/NeoX's dense) are resolved
+ * by the component before them, in role_in_context(). */
+typedef struct role_name {
+        const char *component;
         mp_tensor_role role;
-} role_pattern;
+} role_name;
 
-/* Order matters: the first match wins, so "mlp.c_proj" precedes "c_proj". */
-static const role_pattern layer_patterns[] = {
-        { "mlp.c_proj", MP_TR_MLP_DOWN },
-        { "mlp.c_fc", MP_TR_MLP_UP },
-        { "attn.c_attn", MP_TR_ATTN_QKV },
-        { "attn.c_proj", MP_TR_ATTN_O },
-        { "q_proj", MP_TR_ATTN_Q }, { "k_proj", MP_TR_ATTN_K },
-        { "v_proj", MP_TR_ATTN_V }, { "o_proj", MP_TR_ATTN_O },
-        { "query", MP_TR_ATTN_Q }, { "key", MP_TR_ATTN_K }, { "value", MP_TR_ATTN_V },
-        { "wq", MP_TR_ATTN_Q }, { "wk", MP_TR_ATTN_K }, { "wv", MP_TR_ATTN_V }, { "wo", MP_TR_ATTN_O },
-        { "out_proj", MP_TR_ATTN_O },
-        { "qkv_proj", MP_TR_ATTN_QKV }, { "query_key_value", MP_TR_ATTN_QKV }, { "Wqkv", MP_TR_ATTN_QKV },
+static const role_name role_names[] = {
+        { "Wqkv", MP_TR_ATTN_QKV },
         { "c_attn", MP_TR_ATTN_QKV },
-        { "attention.dense", MP_TR_ATTN_O }, { "self_attention.dense", MP_TR_ATTN_O },
+        { "c_fc", MP_TR_MLP_UP },
+        { "dense_4h_to_h", MP_TR_MLP_DOWN },
+        { "dense_h_to_4h", MP_TR_MLP_UP },
+        { "down_proj", MP_TR_MLP_DOWN },
+        { "fc1", MP_TR_MLP_UP },
+        { "fc2", MP_TR_MLP_DOWN },
+        { "gate_proj", MP_TR_MLP_GATE },
         { "gate_up_proj", MP_TR_MLP_GATE_UP },
-        { "gate_proj", MP_TR_MLP_GATE }, { "up_proj", MP_TR_MLP_UP }, { "down_proj", MP_TR_MLP_DOWN },
-        { "w1", MP_TR_MLP_GATE }, { "w3", MP_TR_MLP_UP }, { "w2", MP_TR_MLP_DOWN },
-        { "fc1", MP_TR_MLP_UP }, { "fc2", MP_TR_MLP_DOWN }, { "c_fc", MP_TR_MLP_UP },
-        { "dense_h_to_4h", MP_TR_MLP_UP }, { "dense_4h_to_h", MP_TR_MLP_DOWN },
+        { "k_proj", MP_TR_ATTN_K },
+        { "key", MP_TR_ATTN_K },
+        { "o_proj", MP_TR_ATTN_O },
+        { "out_proj", MP_TR_ATTN_O },
+        { "q_proj", MP_TR_ATTN_Q },
+        { "query", MP_TR_ATTN_Q },
+        { "query_key_value", MP_TR_ATTN_QKV },
+        { "qkv_proj", MP_TR_ATTN_QKV },
+        { "up_proj", MP_TR_MLP_UP },
+        { "v_proj", MP_TR_ATTN_V },
+        { "value", MP_TR_ATTN_V },
+        { "w1", MP_TR_MLP_GATE },
+        { "w2", MP_TR_MLP_DOWN },
+        { "w3", MP_TR_MLP_UP },
+        { "wk", MP_TR_ATTN_K },
+        { "wo", MP_TR_ATTN_O },
+        { "wq", MP_TR_ATTN_Q },
+        { "wv", MP_TR_ATTN_V },
 };
+
+static int cmp_role_name(const void *key, const void *elem) {
+        return strcmp(key, ((const role_name *) elem)->component);
+}
+
+/* rest: the name after "<container>.<N>.", e.g. "mlp.c_proj.weight". */
+static mp_tensor_role layer_role(const char *rest) {
+        /* the last component before the parameter name, and the one before it */
+        char buf[128];
+        size_t len = strlen(rest);
+        if (len >= sizeof(buf))
+                return MP_TR_OTHER;
+        memcpy(buf, rest, len + 1);
+        char *param = strrchr(buf, '.');
+        if (!param)
+                return MP_TR_OTHER;
+        *param = '\0';
+        char *last = strrchr(buf, '.');
+        const char *component = last ? last + 1 : buf;
+        const char *parent = "";
+        if (last) {
+                *last = '\0';
+                char *p = strrchr(buf, '.');
+                parent = p ? p + 1 : buf;
+        }
+
+        if (strcmp(component, "c_proj") == 0)          /* GPT-2 */
+                return strcmp(parent, "mlp") == 0 ? MP_TR_MLP_DOWN : MP_TR_ATTN_O;
+        if (strcmp(component, "dense") == 0)           /* BERT, NeoX, Falcon */
+                return strstr(parent, "attention") ? MP_TR_ATTN_O : MP_TR_OTHER;
+        const role_name *r = bsearch(component, role_names, ELEMENTSOF(role_names), sizeof(role_names[0]),
+                                     cmp_role_name);
+        return r ? r->role : MP_TR_OTHER;
+}
 
 /* True if name contains needle as whole dot-separated components. */
 static bool has_component(const char *name, const char *needle) {
@@ -89,11 +138,7 @@ mp_tensor_kind mp_tensor_kind_of(const char *name) {
                 return k;
         }
         if (k.layer >= 0) {
-                for (size_t i = 0; i < sizeof(layer_patterns) / sizeof(layer_patterns[0]); i++)
-                        if (has_component(rest, layer_patterns[i].needle)) {
-                                k.role = layer_patterns[i].role;
-                                return k;
-                        }
+                k.role = layer_role(rest);
                 return k;
         }
         if (has_component(name, "embed_tokens") || has_component(name, "wte") ||

@@ -1,5 +1,5 @@
 /* tfv.h - the tokenizer feature vector (TFV), as the reference project
- * defines it (docs/signals.md, pk-spec §2).
+ * defines it (docs/signals.md).
  *
  * The object has the reference's 17 fields, in its order (vocab_size,
  * tokenizer_class, bos_token_id, eos_token_id, pad_token_id,

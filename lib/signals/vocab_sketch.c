@@ -16,16 +16,21 @@
 /* Hash of the index; any fixed seed would do. */
 #define INDEX_SEED UINT64_C(0x6d6f64656c70726f)
 
-/* Seed of the sketch's k-th hash function: splitmix64 of k.  XXH3 mixes a
- * short input's seed in almost linearly, so nearby seeds (SEED + k) give
- * correlated functions and a biased estimate; spread seeds do not.  The
- * seeds are part of the record's format: changing them makes old sketches
- * incomparable. */
-static uint64_t sketch_seed(uint64_t k) {
-        uint64_t z = (k + 1) * UINT64_C(0x9e3779b97f4a7c15);
+/* splitmix64's finalizer: a bijection of 64-bit words that mixes well. */
+static uint64_t mix64(uint64_t z) {
         z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
         z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
         return z ^ (z >> 31);
+}
+
+/* The sketch's k-th hash of a token: one XXH3-64 of the string, then a
+ * different bijection per k (xor with a spread seed, then mix).  One string
+ * hash per token instead of k keeps a 150k vocabulary at a few ms; spread
+ * seeds matter, nearby ones would give correlated functions and a biased
+ * estimate.  The seeds and mixing are part of the record's format: changing
+ * them makes old sketches incomparable. */
+static uint64_t sketch_hash(uint64_t token_hash, uint64_t k) {
+        return mix64(token_hash ^ mix64((k + 1) * UINT64_C(0x9e3779b97f4a7c15)));
 }
 
 static uint64_t index_hash(const char *s, size_t len) {
@@ -142,10 +147,9 @@ int mp_vocab_sketch_build(const mp_tokenizer *t, Modelprov__V1__VocabSketch *out
         for (size_t id = 0; id < t->n_tokens; id++) {
                 if (!mp_vocab_index_is_first(&ix, id))
                         continue;
-                const char *s = t->tokens[id];
-                size_t len = strlen(s);
+                uint64_t th = XXH3_64bits(t->tokens[id], strlen(t->tokens[id]));
                 for (size_t k = 0; k < MP_VOCAB_SKETCH_K; k++) {
-                        uint64_t h = XXH3_64bits_withSeed(s, len, sketch_seed(k));
+                        uint64_t h = sketch_hash(th, k);
                         if (h < mins[k])
                                 mins[k] = h;
                 }

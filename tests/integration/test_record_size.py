@@ -17,8 +17,7 @@ import sys
 import tempfile
 import time
 
-BIN = os.environ.get("MODELPROV_BIN", "build/cli/modelprov")
-ROOT = os.environ.get("MODELPROV_SOURCE_ROOT", ".")
+from testenv import BIN, ROOT  # noqa: E402
 LIMIT = 256 * 1024
 LAYERS, HIDDEN, VOCAB = 80, 8192, 32000
 TENSORS = 1 + 9 * LAYERS + 2        # embeddings, 9 per layer, final norm, lm_head

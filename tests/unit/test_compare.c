@@ -8,6 +8,7 @@
 #include "fingerprint/compute.h"
 #include "formats/dtype.h"
 #include "signals/sample.h"
+#include "signals/tensor_role.h"
 #include "test.h"
 
 #define HIDDEN 32
@@ -113,6 +114,42 @@ static const Modelprov__V1__TensorDigest *record_tensor(const mp_fingerprint *fp
                 if (strcmp(fp->tensors[i]->name, name) == 0)
                         return fp->tensors[i];
         return NULL;
+}
+
+/* Roles and blocks from the names of several model families. */
+static void test_tensor_roles(void) {
+        static const struct { const char *name; mp_tensor_role role; int layer; } cases[] = {
+                { "model.layers.3.self_attn.q_proj.weight", MP_TR_ATTN_Q, 3 },
+                { "model.layers.3.self_attn.k_proj.bias", MP_TR_ATTN_K, 3 },
+                { "model.layers.12.mlp.down_proj.weight", MP_TR_MLP_DOWN, 12 },
+                { "model.layers.0.mlp.gate_up_proj.weight", MP_TR_MLP_GATE_UP, 0 },
+                { "model.layers.0.input_layernorm.weight", MP_TR_NORM, 0 },
+                { "transformer.h.2.attn.c_attn.weight", MP_TR_ATTN_QKV, 2 },
+                { "transformer.h.2.attn.c_proj.weight", MP_TR_ATTN_O, 2 },
+                { "transformer.h.2.mlp.c_proj.weight", MP_TR_MLP_DOWN, 2 },
+                { "transformer.h.2.mlp.c_fc.bias", MP_TR_MLP_UP, 2 },
+                { "transformer.h.2.ln_1.weight", MP_TR_NORM, 2 },
+                { "gpt_neox.layers.1.attention.query_key_value.weight", MP_TR_ATTN_QKV, 1 },
+                { "gpt_neox.layers.1.attention.dense.weight", MP_TR_ATTN_O, 1 },
+                { "gpt_neox.layers.1.mlp.dense_4h_to_h.weight", MP_TR_MLP_DOWN, 1 },
+                { "bert.encoder.layer.4.attention.self.query.weight", MP_TR_ATTN_Q, 4 },
+                { "bert.encoder.layer.4.intermediate.dense.weight", MP_TR_OTHER, 4 },
+                { "model.embed_tokens.weight", MP_TR_EMBED, -1 },
+                { "transformer.wte.weight", MP_TR_EMBED, -1 },
+                { "transformer.wpe.weight", MP_TR_POS_EMBED, -1 },
+                { "lm_head.weight", MP_TR_LM_HEAD, -1 },
+                { "model.norm.weight", MP_TR_NORM, -1 },
+                { "transformer.ln_f.bias", MP_TR_NORM, -1 },
+                { "model.layers.x.self_attn.q_proj.weight", MP_TR_OTHER, -1 },  /* no block index */
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                mp_tensor_kind k = mp_tensor_kind_of(cases[i].name);
+                if (k.role != cases[i].role || k.layer != cases[i].layer)
+                        fprintf(stderr, "%s: role %s layer %d\n", cases[i].name, mp_tensor_role_name(k.role), k.layer);
+                CHECK_EQ(k.role, cases[i].role);
+                CHECK_EQ(k.layer, cases[i].layer);
+        }
+        CHECK(mp_tensor_kind_of("model.layers.3.self_attn.k_proj.bias").is_bias);
 }
 
 /* The stored-order mapping undoes llama.cpp's per-head RoPE row interleave
@@ -298,6 +335,7 @@ static void test_record_round_trip(void) {
 }
 
 int main(void) {
+        RUN(test_tensor_roles);
         RUN(test_stored_index);
         RUN(test_f16_round_trip);
         RUN(test_collected_signals);
