@@ -755,7 +755,7 @@ void mp_scan_result_free(mp_scan_result *r) {
 }
 
 typedef struct scan_state {
-        const mp_fingerprint *query;
+        const mp_compare_query *query;  /* prepared once for all entries */
         const mp_scan_options *o;
         mp_scan_result *res;
         size_t allocated;
@@ -768,7 +768,7 @@ static int scan_candidate(const mp_catalog_entry *e, const mp_fingerprint *fp, v
         mp_scan_result *res = st->res;
         mp_scan_match m = { .entry_id = e->id, .name = (char *) e->name, .has_weights = e->has_weights };
 
-        int r = mp_compare(st->query, fp, NULL, &m.cmp);
+        int r = mp_compare_query_run(st->query, fp, NULL, &m.cmp);
         if (r < 0)
                 return r;
         res->n_candidates++;
@@ -830,8 +830,11 @@ int mp_catalog_scan(mp_catalog *c, const mp_fingerprint *query, const mp_scan_op
                 return mp_error_set(err, -EINVAL, c->path, -1, "the threshold must be between 0 and 1");
 
         mp_error_clear(err);
+        _cleanup_(mp_compare_query_freep) mp_compare_query *q = NULL;
+        if (mp_compare_query_new(query, &q) < 0)
+                return mp_error_set(err, -ENOMEM, c->path, -1, "out of memory");
         mp_scan_result res = {0};
-        scan_state st = { .query = query, .o = o, .res = &res };
+        scan_state st = { .query = q, .o = o, .res = &res };
         scan_buckets(query, o, &res);
 
         int r = mp_catalog_count(c, &res.n_entries, err);

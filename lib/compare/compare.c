@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compare/compare_internal.h"
+#include "util/macro.h"
 
 static const char *const signal_names[_MP_SIG_MAX] = {
         [MP_SIG_MFI] = "mfi", [MP_SIG_TFV] = "tfv", [MP_SIG_VOA] = "voa", [MP_SIG_EAS] = "eas",
@@ -198,18 +200,48 @@ static void decide(const mp_fingerprint *a, const mp_fingerprint *b, mp_comparis
         explain(c);
 }
 
-int mp_compare(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compare_options *o,
-               mp_comparison *out) {
-        assert(a && b && out);
+struct mp_compare_query {
+        const mp_fingerprint *a;
+        mp_weight_side *weights;
+        mp_meta_side meta;
+};
+
+int mp_compare_query_new(const mp_fingerprint *a, mp_compare_query **ret) {
+        assert(a && ret);
+        mp_compare_query *q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->a = a;
+        int r = mp_weight_side_new(a, &q->weights);
+        if (r < 0) {
+                free(q);
+                return r;
+        }
+        mp_meta_side_init(a, &q->meta);
+        *ret = q;
+        return 0;
+}
+
+void mp_compare_query_free(mp_compare_query *q) {
+        if (!q)
+                return;
+        mp_weight_side_free(q->weights);
+        mp_meta_side_done(&q->meta);
+        free(q);
+}
+
+int mp_compare_query_run(const mp_compare_query *q, const mp_fingerprint *b, const mp_compare_options *o,
+                         mp_comparison *out) {
+        assert(q && b && out);
         memset(out, 0, sizeof(*out));
         for (size_t i = 0; i < _MP_SIG_MAX; i++)
                 out->signal[i] = NAN;
         out->median_rel_change = NAN;
 
-        int r = mp_compare_weights(a, b, out);
+        int r = mp_compare_weights(q->weights, b, out);
         if (r < 0)
                 return r;
-        mp_compare_metadata(a, b, o, out);
+        mp_compare_metadata(&q->meta, b, o, out);
 
         out->tokenizer_score = tokenizer_score(out);
         double ref = reference_identity(out);
@@ -218,8 +250,17 @@ int mp_compare(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compar
         else
                 out->pipeline_score = !isnan(ref) ? ref : out->signal[MP_SIG_MFI];
         out->identity_score = own_identity(out);
-        decide(a, b, out);
+        decide(q->a, b, out);
         return 0;
+}
+
+int mp_compare(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compare_options *o,
+               mp_comparison *out) {
+        _cleanup_(mp_compare_query_freep) mp_compare_query *q = NULL;
+        int r = mp_compare_query_new(a, &q);
+        if (r < 0)
+                return r;
+        return mp_compare_query_run(q, b, o, out);
 }
 
 static json_t *num_or_null(double x) {

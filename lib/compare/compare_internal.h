@@ -6,13 +6,27 @@
 
 #include "compare/compare.h"
 
-/* Weight signals: EAS, NLF, LEP, END, WVC and modelprov's tensor-level and
- * robust signals; tensor identity details.  Returns 0 or -ENOMEM. */
-int mp_compare_weights(const mp_fingerprint *a, const mp_fingerprint *b, mp_comparison *out);
+/* The left side of comparisons, prepared once: its tensors indexed by name
+ * (the record must outlive it). */
+typedef struct mp_weight_side mp_weight_side;
+int mp_weight_side_new(const mp_fingerprint *fp, mp_weight_side **ret);
+void mp_weight_side_free(mp_weight_side *s);
+
+/* Weight signals: EAS, NLF, LEP, END, WVC and modelprov's tensor-level
+ * signals; tensor identity details.  Returns 0 or -ENOMEM. */
+int mp_compare_weights(const mp_weight_side *a, const mp_fingerprint *b, mp_comparison *out);
+
+/* The left side's metadata, parsed once (NULL members when absent). */
+typedef struct mp_meta_side {
+        const mp_fingerprint *fp;
+        json_t *mfi, *tfv;
+} mp_meta_side;
+void mp_meta_side_init(const mp_fingerprint *fp, mp_meta_side *out);
+void mp_meta_side_done(mp_meta_side *m);
 
 /* MFI (with out->mfi_tier), TFV, VOA (exact when both tokenizers are given,
  * else from the vocabulary sketches). */
-void mp_compare_metadata(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compare_options *o,
+void mp_compare_metadata(const mp_meta_side *a, const mp_fingerprint *b, const mp_compare_options *o,
                          mp_comparison *out);
 
 /* Relative change |a - b| / |a| of two same-shape tensors on their stored

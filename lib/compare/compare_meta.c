@@ -21,33 +21,34 @@ static json_t *parse_object(const char *s) {
         return j;
 }
 
-static double similarity_of(const char *ja, const char *jb, double (*fn)(const json_t *, const json_t *, int *),
-                            int *tier) {
-        json_t *a = parse_object(ja), *b = parse_object(jb);
-        double r = a && b ? fn(a, b, tier) : NAN;
-        json_decref(a);
-        json_decref(b);
-        return r;
+void mp_meta_side_init(const mp_fingerprint *fp, mp_meta_side *out) {
+        const Modelprov__V1__Signals *s = fp->signals;
+        *out = (mp_meta_side) { .fp = fp };
+        if (s) {
+                out->mfi = parse_object(s->mfi_json);
+                out->tfv = parse_object(s->tfv_json);
+        }
 }
 
-static double mfi_fn(const json_t *a, const json_t *b, int *tier) {
-        return mp_mfi_similarity(a, b, tier);
+void mp_meta_side_done(mp_meta_side *m) {
+        json_decref(m->mfi);
+        json_decref(m->tfv);
+        *m = (mp_meta_side) {0};
 }
 
-static double tfv_fn(const json_t *a, const json_t *b, int *tier) {
-        (void) tier;
-        return mp_tfv_similarity(a, b);
-}
-
-void mp_compare_metadata(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compare_options *o,
+void mp_compare_metadata(const mp_meta_side *a, const mp_fingerprint *b, const mp_compare_options *o,
                          mp_comparison *out) {
-        const Modelprov__V1__Signals *s = a->signals, *t = b->signals;
+        const Modelprov__V1__Signals *s = a->fp->signals, *t = b->signals;
         if (!s || !t)
                 return;
+        json_t *mfi = parse_object(t->mfi_json), *tfv = parse_object(t->tfv_json);
         int tier = 0;
-        out->signal[MP_SIG_MFI] = similarity_of(s->mfi_json, t->mfi_json, mfi_fn, &tier);
+        out->signal[MP_SIG_MFI] = a->mfi && mfi ? mp_mfi_similarity(a->mfi, mfi, &tier) : NAN;
         out->mfi_tier = isnan(out->signal[MP_SIG_MFI]) ? 0 : tier;
-        out->signal[MP_SIG_TFV] = similarity_of(s->tfv_json, t->tfv_json, tfv_fn, NULL);
+        out->signal[MP_SIG_TFV] = a->tfv && tfv ? mp_tfv_similarity(a->tfv, tfv) : NAN;
+        json_decref(mfi);
+        json_decref(tfv);
+
         if (o && o->tokenizer_a && o->tokenizer_b)
                 out->signal[MP_SIG_VOA] = mp_vocab_jaccard(o->tokenizer_a, o->tokenizer_b);
         else if (s->vocab_sketch && t->vocab_sketch)

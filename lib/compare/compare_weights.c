@@ -37,11 +37,12 @@ typedef struct tview {
         uint64_t n_elements;
 } tview;
 
-typedef struct side {
+struct mp_weight_side {
         const mp_fingerprint *fp;
         tview *v;               /* by name */
         size_t n;
-} side;
+};
+typedef struct mp_weight_side side;
 
 static int cmp_tview_name(const void *a, const void *b) {
         return strcmp(((const tview *) a)->t->name, ((const tview *) b)->t->name);
@@ -98,6 +99,26 @@ static int side_init(side *s, const mp_fingerprint *fp, bool sorted) {
         return 0;
 }
 
+int mp_weight_side_new(const mp_fingerprint *fp, mp_weight_side **ret) {
+        side *s = malloc(sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        int r = side_init(s, fp, true);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void mp_weight_side_free(mp_weight_side *s) {
+        if (s) {
+                free(s->v);
+                free(s);
+        }
+}
+
 static const tview *side_find(const side *s, const char *name) {
         Modelprov__V1__TensorDigest key_t = { .name = (char *) name };
         tview key = { .t = &key_t };
@@ -126,12 +147,12 @@ static size_t sample_count(const tview *v) {
         return v->t->sample.len / 2;
 }
 
+/* Direct conversion: a comparison decodes a few thousand samples, far fewer
+ * than it would take to pay for building dtype.c's 64 Ki-entry table. */
 static void sample_decode(const tview *v, double *out, size_t n) {
-        float f[MP_SAMPLE_PER_EMBEDDING];
-        assert(n <= ELEMENTSOF(f));
-        mp_dtype_to_f32(MP_DTYPE_F16, v->t->sample.data, n, f);       /* table lookups */
+        const uint8_t *p = v->t->sample.data;
         for (size_t i = 0; i < n; i++)
-                out[i] = f[i];
+                out[i] = mp_f16_to_f32((uint16_t) (p[2 * i] | p[2 * i + 1] << 8));
 }
 
 /* |x - y| / |x|, NAN when x is all zeros. */
@@ -494,8 +515,9 @@ static bool has_weights(const mp_fingerprint *fp) {
         return false;
 }
 
-int mp_compare_weights(const mp_fingerprint *a, const mp_fingerprint *b, mp_comparison *out) {
-        assert(a && b && out);
+int mp_compare_weights(const mp_weight_side *pa, const mp_fingerprint *b, mp_comparison *out) {
+        assert(pa && b && out);
+        const mp_fingerprint *a = pa->fp;
         out->weights = has_weights(a) && has_weights(b);
         if (!out->weights)
                 return 0;
@@ -507,13 +529,10 @@ int mp_compare_weights(const mp_fingerprint *a, const mp_fingerprint *b, mp_comp
             (r = end_score(s, t, &out->signal[MP_SIG_END])) < 0)
                 return r;
 
-        side sa, sb;
-        if (side_init(&sa, a, true) < 0)
+        const side sa = *pa;
+        side sb;
+        if (side_init(&sb, b, false) < 0)
                 return -ENOMEM;
-        if (side_init(&sb, b, false) < 0) {
-                free(sa.v);
-                return -ENOMEM;
-        }
         int ml = max_layer(&sa) > max_layer(&sb) ? max_layer(&sa) : max_layer(&sb);
         pair_walk w = { .n_layers = (size_t) (ml + 1), .embed_r = NAN };
         w.layers = calloc(w.n_layers + 1, sizeof(layer_acc));
@@ -569,7 +588,6 @@ int mp_compare_weights(const mp_fingerprint *a, const mp_fingerprint *b, mp_comp
         }
         free(w.layers);
         free(w.rel);
-        free(sa.v);
         free(sb.v);
         return r;
 }
