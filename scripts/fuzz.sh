@@ -31,7 +31,9 @@ seed tokenizer 'tokenizer.json' 'tokenizer_config.json'
 seed layouts 'refs-main-none'
 mkdir -p "$work/features/seed"
 pkdb=../shared/provenancekit-db
-[ -d "$pkdb" ] && find "$pkdb/features" -name '*_features.json' | head -40 | xargs -r cp -f -t "$work/features/seed/"
+if [ -d "$pkdb" ]; then
+        find "$pkdb/features" -name '*_features.json' -size -256k -exec cp -f -t "$work/features/seed/" {} +
+fi
 # records: the fingerprints of a few zoo models (built by the normal build)
 mkdir -p "$work/record/seed"
 if [ -d "$zoo" ] && [ -x build/cli/modelprov ]; then

@@ -69,12 +69,17 @@ int mp_diff_records(const mp_fingerprint *a, const mp_fingerprint *b, mp_diff *o
         while (i < a->n_tensors || j < b->n_tensors) {
                 int c = i >= a->n_tensors ? 1 : j >= b->n_tensors ? -1 : strcmp(sa[i]->name, sb[j]->name);
                 mp_diff_entry e;
-                if (c < 0)
-                        e = (mp_diff_entry) { .name = sa[i]->name, .status = MP_DIFF_ONLY_A, .a = sa[i++], .rel_change = NAN };
-                else if (c > 0)
-                        e = (mp_diff_entry) { .name = sb[j]->name, .status = MP_DIFF_ONLY_B, .b = sb[j++], .rel_change = NAN };
-                else
-                        e = pair_entry(sa[i++], sb[j++]);
+                if (c < 0) {
+                        e = (mp_diff_entry) { .name = sa[i]->name, .status = MP_DIFF_ONLY_A, .a = sa[i], .rel_change = NAN };
+                        i++;
+                } else if (c > 0) {
+                        e = (mp_diff_entry) { .name = sb[j]->name, .status = MP_DIFF_ONLY_B, .b = sb[j], .rel_change = NAN };
+                        j++;
+                } else {
+                        e = pair_entry(sa[i], sb[j]);
+                        i++;
+                        j++;
+                }
                 out->entries[out->n_entries++] = e;
                 out->count[e.status]++;
         }
