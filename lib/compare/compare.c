@@ -277,8 +277,11 @@ json_t *mp_comparison_to_json(const mp_comparison *c) {
                                     "elements_common", (json_int_t) c->bytes_common,
                                     "elements_identical", (json_int_t) c->bytes_identical,
                                     "median_relative_change", num_or_null(c->median_rel_change));
-        if (details)
+        if (details) {
                 json_object_set_new(details, "tensors_rescaled", json_integer((json_int_t) c->tensors_scaled));
+                json_object_set_new(details, "voa_method", json_string(isnan(c->signal[MP_SIG_VOA]) ? "none"
+                                                                       : c->voa_exact ? "exact" : "sketch"));
+        }
         return json_pack("{s:s, s:o, s:o, s:o, s:s, s:s, s:o, s:o}", "verdict", mp_verdict_name(c->verdict),
                          "pipeline_score", num_or_null(c->pipeline_score),
                          "identity_score", num_or_null(c->identity_score),

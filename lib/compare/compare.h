@@ -53,6 +53,7 @@ typedef struct mp_comparison {
         double tokenizer_score;         /* 0.25 TFV + 0.75 VOA; NAN if neither side has a tokenizer */
         double pipeline_score;          /* the reference project's combination, for reading side by side */
         int mfi_tier;                   /* 1, 2, 3; 0 when MFI is unavailable */
+        bool voa_exact;                 /* VOA from both vocabularies, not the sketches */
         bool weights;                   /* weight evidence on both sides */
         mp_verdict verdict;
         const char *relation;           /* "identical copy", "quantized copy", ... (static) */

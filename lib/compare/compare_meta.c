@@ -49,8 +49,10 @@ void mp_compare_metadata(const mp_meta_side *a, const mp_fingerprint *b, const m
         json_decref(mfi);
         json_decref(tfv);
 
-        if (o && o->tokenizer_a && o->tokenizer_b)
+        if (o && o->tokenizer_a && o->tokenizer_b) {
                 out->signal[MP_SIG_VOA] = mp_vocab_jaccard(o->tokenizer_a, o->tokenizer_b);
+                out->voa_exact = true;
+        }
         else if (s->vocab_sketch && t->vocab_sketch)
                 out->signal[MP_SIG_VOA] = mp_round4(mp_vocab_sketch_jaccard(s->vocab_sketch, t->vocab_sketch));
 }
