@@ -334,6 +334,57 @@ static void test_record_round_trip(void) {
         free(fpath);
 }
 
+/* Records come from catalogs and peers: inconsistent ones compare without
+ * crashing and without inventing evidence. */
+static void test_hostile_records(void) {
+        char *pa = write_model(4, NULL, NULL);
+        mp_fingerprint *good = fingerprint_of(pa);
+        mp_fingerprint *bad = fingerprint_of(pa);
+
+        /* self-similarity shorter than the anchor count says; NLF claims more
+         * vectors than values; LEP empty; an odd-length sample; a shape of 9
+         * dimensions; a block index far beyond the others */
+        bad->signals->n_eas_self_sim = 3;
+        bad->signals->nlf_vectors = 1000000;
+        bad->signals->n_lep = 0;
+        bad->tensors[0]->sample.len = 7;
+        uint64_t *shape9 = calloc(9, sizeof(uint64_t));
+        CHECK(shape9);
+        for (size_t i = 0; i < 9; i++)
+                shape9[i] = 2;
+        free(bad->tensors[1]->shape);
+        bad->tensors[1]->shape = shape9;
+        bad->tensors[1]->n_shape = 9;
+        free(bad->tensors[2]->name);
+        bad->tensors[2]->name = strdup("model.layers.99999.mlp.up_proj.weight");
+        CHECK(bad->tensors[2]->name);
+
+        mp_comparison c;
+        compare_ok(good, bad, &c);
+        CHECK(isnan(c.signal[MP_SIG_EAS]));
+        CHECK(isnan(c.signal[MP_SIG_LEP]));
+        CHECK(c.identity_score >= 0 && c.identity_score <= 1);
+        compare_ok(bad, good, &c);
+        compare_ok(bad, bad, &c);
+        mp_diff d;
+        CHECK(mp_diff_records(bad, good, &d) == 0);
+        json_decref(mp_diff_to_json(&d));
+        mp_diff_free(&d);
+
+        /* a record without any signals (an older or foreign record) */
+        Modelprov__V1__Signals *saved = bad->signals;
+        bad->signals = NULL;
+        compare_ok(good, bad, &c);
+        CHECK(!c.weights);
+        CHECK(isnan(c.identity_score));
+        CHECK_EQ(c.verdict, MP_VERDICT_NOT_MATCHED);
+        bad->signals = saved;
+
+        mp_fingerprint_free(good);
+        mp_fingerprint_free(bad);
+        free(pa);
+}
+
 int main(void) {
         RUN(test_tensor_roles);
         RUN(test_stored_index);
@@ -341,5 +392,6 @@ int main(void) {
         RUN(test_collected_signals);
         RUN(test_verdicts);
         RUN(test_record_round_trip);
+        RUN(test_hostile_records);
         return 0;
 }
