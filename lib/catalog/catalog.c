@@ -724,8 +724,15 @@ int mp_catalog_foreach_candidate(mp_catalog *c, const mp_param_bucket *buckets, 
 /* ---- scan --------------------------------------------------------------- */
 
 double mp_scan_rank_score(const mp_comparison *cmp) {
-        double s = !isnan(cmp->identity_score) ? cmp->identity_score : cmp->pipeline_score;
-        return isnan(s) ? 0.0 : s;
+        if (!isnan(cmp->identity_score))
+                return cmp->identity_score;
+        /* Metadata alone: its score counts only where compare found the
+         * metadata strong enough for a Weak Match; otherwise a shared
+         * architecture would list unrelated catalog entries above the
+         * threshold. */
+        if (cmp->verdict >= MP_VERDICT_WEAK && !isnan(cmp->pipeline_score))
+                return cmp->pipeline_score;
+        return 0.0;
 }
 
 int mp_scan_match_order(const mp_scan_match *a, const mp_scan_match *b) {

@@ -140,7 +140,8 @@ int mp_catalog_get_labels(mp_catalog *c, int64_t id, mp_label **ret, size_t *ret
  * The query against every candidate that passes the size pre-filter (its
  * bucket +-1, unless all_buckets), scored with mp_compare().  The ranking
  * score of a comparison is its identity score (weight evidence) when there
- * is one, else its pipeline score, NaN counting as 0; a match needs a
+ * is one, else its pipeline score if the metadata reached Weak Match, else
+ * 0 (NaN counting as 0); a match needs a
  * ranking score >= threshold.  Matches are ordered by verdict, then ranking
  * score, then name, so that a metadata-only entry (at most Weak Match) never
  * outranks a weight-evidence match, and the top_k first are kept.  An entry

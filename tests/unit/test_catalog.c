@@ -633,6 +633,8 @@ static void test_scan_order(void) {
         CHECK(mp_scan_rank_score(&weak_meta.cmp) == 1.0);      /* pipeline when no identity */
         CHECK(mp_scan_rank_score(&confirmed.cmp) == 0.97);     /* identity first */
         CHECK(mp_scan_rank_score(&none.cmp) == 0.0);           /* NaN counts as 0 */
+        mp_scan_match meta_only = synthetic("m", MP_VERDICT_NOT_MATCHED, NAN, 0.62);
+        CHECK(mp_scan_rank_score(&meta_only.cmp) == 0.0);      /* metadata that did not reach Weak */
 
         CHECK(mp_scan_match_order(&confirmed, &high) < 0);
         CHECK(mp_scan_match_order(&high, &weak_meta) < 0);     /* weight evidence beats metadata */
