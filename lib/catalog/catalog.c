@@ -17,6 +17,7 @@
 
 #include "util/bump.h"
 #include "util/macro.h"
+#include "util/sqlite_util.h"
 #include "util/strutil.h"
 
 /* PRAGMA application_id: "mpca", so that `file` and we can tell the catalog
@@ -29,40 +30,9 @@ struct mp_catalog {
         char *path;
 };
 
-static void sqlite3_finalizep(sqlite3_stmt **s) {
-        sqlite3_finalize(*s);   /* NULL is a no-op */
-}
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int sql_errno(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_NOTADB:
-        case SQLITE_CORRUPT:
-        case SQLITE_FORMAT:
-                return -EBADMSG;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_READONLY:
-                return -EROFS;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        default:
-                return -EIO;
-        }
-}
 
 static const char *sql_plain(int rc) {
         switch (rc & 0xff) {
@@ -93,15 +63,8 @@ static const char *sql_plain(int rc) {
 static int sql_error(const mp_catalog *c, int rc, const char *what, mp_error *err) {
         const char *plain = sql_plain(rc);
         const char *detail = plain ? plain : c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
-        int sys = c->db ? sqlite3_system_errno(c->db) : 0;
-        int code = sql_errno(rc);
-        char why[128] = "";
-
-        if (sys > 0 && ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR)) {
-                snprintf(why, sizeof(why), " (%s)", strerror(sys));
-                if (sys == ENOENT || sys == EACCES || sys == EROFS || sys == ENOSPC)
-                        code = -sys;
-        }
+        char why[128];
+        int code = mp_sqlite_error_code(c->db, rc, why, sizeof(why));
         return mp_error_set(err, code, c->path, -1, "%s%s%s%s", what ? what : "", what ? ": " : "", detail, why);
 }
 
@@ -117,7 +80,7 @@ static int prepare(mp_catalog *c, const char *sql, sqlite3_stmt **ret, const cha
 
 /* One integer from a single-row query (PRAGMAs, counts). */
 static int query_int(mp_catalog *c, const char *sql, int64_t *ret, const char *what, mp_error *err) {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, sql, &s, what, err);
         if (r < 0)
                 return r;
@@ -358,7 +321,7 @@ static int check_labels(const mp_catalog *c, const mp_label *labels, size_t n, m
 /* The existing entry called name: 1 with its id and source (malloc'd), 0
  * when there is none. */
 static int find_entry(mp_catalog *c, const char *name, int64_t *ret_id, char **ret_source, mp_error *err) {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, "SELECT id, source FROM entries WHERE name = ?", &s, "looking up an entry", err);
         if (r < 0)
                 return r;
@@ -375,7 +338,7 @@ static int find_entry(mp_catalog *c, const char *name, int64_t *ret_id, char **r
 }
 
 static int delete_entry(mp_catalog *c, int64_t id, mp_error *err) {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, "DELETE FROM entries WHERE id = ?", &s, "removing an entry", err);
         if (r < 0)
                 return r;
@@ -387,7 +350,7 @@ static int delete_entry(mp_catalog *c, int64_t id, mp_error *err) {
 static int insert_labels(mp_catalog *c, int64_t id, const mp_label *labels, size_t n, mp_error *err) {
         if (n == 0)
                 return 0;
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, "INSERT INTO labels (entry_id, key, value) VALUES (?, ?, ?)", &s, "adding labels", err);
         if (r < 0)
                 return r;
@@ -419,7 +382,7 @@ static bool record_has_weights(const mp_fingerprint *fp) {
 
 static int insert_entry(mp_catalog *c, const char *name, const mp_fingerprint *fp, const char *source,
                         const char *bucket, const uint8_t *blob, size_t blob_len, int64_t *ret_id, mp_error *err) {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c,
                         "INSERT INTO entries (name, model_digest, source, arch_hash, family_hash, param_bucket,"
                         " params, has_weights, added_at, record)"
@@ -544,7 +507,7 @@ int mp_catalog_remove(mp_catalog *c, const char *name, mp_error *err) {
         assert(c);
         assert(name);
 
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, "DELETE FROM entries WHERE name = ?", &s, "removing an entry", err);
         if (r < 0)
                 return r;
@@ -566,7 +529,7 @@ int mp_catalog_get_labels(mp_catalog *c, int64_t id, mp_label **ret, size_t *ret
         assert(c);
         assert(ret && ret_n);
 
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c,
                         "SELECT key, value, (SELECT count(*) FROM labels WHERE entry_id = ?1),"
                         " (SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) + 2), 0)"
@@ -637,7 +600,7 @@ int mp_catalog_list(mp_catalog *c, mp_catalog_entry_cb cb, void *userdata, mp_er
         assert(c);
         assert(cb);
 
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, "SELECT " ENTRY_COLUMNS " FROM entries ORDER BY name", &s, "listing entries", err);
         if (r < 0)
                 return r;
@@ -685,7 +648,7 @@ int mp_catalog_foreach_candidate(mp_catalog *c, const mp_param_bucket *buckets, 
         }
         strcat(sql, " ORDER BY id");
 
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *s = NULL;
+        _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *s = NULL;
         int r = prepare(c, sql, &s, "reading entries", err);
         if (r < 0)
                 return r;

@@ -1,0 +1,459 @@
+/* store.c - the engine-independent half of the collector's store (see
+ * store.h): picks the engine from the URL, checks every argument against
+ * the limits before an engine sees it, unpacks fingerprint records once to
+ * refuse bad ones and extract their pre-filter columns, makes host ids, and
+ * orders ingest batches by sequence.  Keeping all of this here means a
+ * second engine cannot forget a check. */
+#include "collector/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "collector/store_engine.h"
+#include "fingerprint/record.h"
+#include "util/bump.h"
+#include "util/macro.h"
+#include "util/strutil.h"
+
+static const mp_store_engine *const engines[] = {
+        &mp_store_sqlite_engine,
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- argument checks ---------------------------------------------------- */
+
+/* Valid UTF-8 of at most max bytes; with ident also non-empty and without
+ * control characters (names shown in tables and logs).  Paths and details
+ * may hold control characters: refusing them would wedge an agent's stream
+ * on one oddly named file, so the display layer escapes them instead. */
+static int check_text(const char *s, const char *what, size_t max, bool ident, bool optional, mp_error *err) {
+        if (!s || !s[0]) {
+                if (optional)
+                        return 0;
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s must not be empty", what);
+        }
+        size_t n = strnlen(s, max + 1);
+        if (n > max)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s is longer than %zu bytes", what, max);
+        if (mp_utf8_invalid_at((const uint8_t *) s, n) != n)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s is not valid UTF-8", what);
+        if (ident)
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+                                return mp_error_set(err, -EINVAL, NULL, -1, "%s contains control characters", what);
+        return 0;
+}
+
+/* check_text() for a field of an event, named "event N: FIELD". */
+static int check_field(const char *s, const char *what, const char *field, size_t max, bool ident, bool optional,
+                       mp_error *err) {
+        char label[96];
+        snprintf(label, sizeof(label), "%s: %s", what, field);
+        return check_text(s, label, max, ident, optional, err);
+}
+
+/* The canonical lowercase 8-4-4-4-12 form that mp_store_enroll() hands out. */
+static int check_host_id(const char *id, mp_error *err) {
+        if (!id)
+                return mp_error_set(err, -EINVAL, NULL, -1, "host id missing");
+        size_t n = strnlen(id, MP_STORE_HOST_ID_SIZE);
+        bool ok = n == MP_STORE_HOST_ID_SIZE - 1;
+        for (size_t i = 0; ok && i < n; i++)
+                ok = (i == 8 || i == 13 || i == 18 || i == 23) ? id[i] == '-' : mp_is_lower_hex(id + i, 1);
+        return ok ? 0 : mp_error_set(err, -EINVAL, NULL, -1, "host id is not a UUID");
+}
+
+static bool digest_is_zero(const uint8_t d[MP_STORE_DIGEST_SIZE]) {
+        for (size_t i = 0; i < MP_STORE_DIGEST_SIZE; i++)
+                if (d[i])
+                        return false;
+        return true;
+}
+
+static void sha256_hex(const uint8_t *buf, size_t len, char out[MP_STORE_CATALOG_VERSION_SIZE]) {
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        if (EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+                abort();        /* SHA-256 in memory cannot fail short of a broken libcrypto */
+        for (unsigned i = 0; i < n; i++)
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+int mp_store_open(const char *url, mp_store **ret, mp_error *err) {
+        assert(ret);
+
+        if (!url || !url[0])
+                return mp_error_set(err, -EINVAL, NULL, -1, "no store URL given (expected sqlite:PATH)");
+        const char *colon = strchr(url, ':');
+        if (!colon)
+                return mp_error_set(err, -EINVAL, url, -1, "store URL has no scheme (expected sqlite:PATH)");
+
+        size_t scheme_len = colon - url;
+        for (size_t i = 0; i < ELEMENTSOF(engines); i++)
+                if (strlen(engines[i]->scheme) == scheme_len && strncmp(url, engines[i]->scheme, scheme_len) == 0) {
+                        if (!colon[1])
+                                return mp_error_set(err, -EINVAL, url, -1, "store URL has an empty location");
+                        return engines[i]->open(colon + 1, ret, err);
+                }
+
+        char scheme[64];
+        return mp_error_set(err, -EPROTONOSUPPORT, NULL, -1, "unsupported store \"%s\" (supported: sqlite:PATH)",
+                            mp_printable(scheme, sizeof(scheme), url));
+}
+
+void mp_store_close(mp_store *s) {
+        if (s)
+                s->engine->close(s);
+}
+
+int mp_store_schema_version(mp_store *s) {
+        assert(s);
+        return s->engine->schema_version(s);
+}
+
+/* ---- hosts -------------------------------------------------------------- */
+
+int mp_store_enroll(mp_store *s, const mp_host_info *info, const uint8_t key_hash[MP_STORE_DIGEST_SIZE],
+                    char host_id_out[MP_STORE_HOST_ID_SIZE], mp_error *err) {
+        assert(s && info && key_hash && host_id_out);
+
+        int r = check_text(info->hostname, "hostname", MP_STORE_MAX_IDENT, true, false, err);
+        if (r >= 0)
+                r = check_text(info->machine_id, "machine id", MP_STORE_MAX_IDENT, true, false, err);
+        if (r >= 0)
+                r = check_text(info->agent_version, "agent version", MP_STORE_MAX_IDENT, true, false, err);
+        if (r >= 0)
+                r = check_text(info->os, "os", MP_STORE_MAX_IDENT, true, true, err);
+        if (r < 0)
+                return r;
+
+        /* UUIDv4 (RFC 9562): 122 random bits, version and variant fixed. */
+        uint8_t u[16];
+        if (getrandom(u, sizeof(u), 0) != (ssize_t) sizeof(u))
+                return mp_error_set(err, -EIO, NULL, -1, "cannot get random bytes for a host id");
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        char id[MP_STORE_HOST_ID_SIZE];
+        snprintf(id, sizeof(id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+                 u[15]);
+
+        return s->engine->enroll(s, info, key_hash, id, now_ms(), host_id_out, err);
+}
+
+int mp_store_host_key_hash(mp_store *s, const char *host_id, uint8_t out[MP_STORE_DIGEST_SIZE], mp_error *err) {
+        assert(s && out);
+        int r = check_host_id(host_id, err);
+        return r < 0 ? r : s->engine->host_key_hash(s, host_id, out, err);
+}
+
+int mp_store_heartbeat(mp_store *s, const char *host_id, const char *agent_version, int64_t now, mp_error *err) {
+        assert(s);
+        int r = check_host_id(host_id, err);
+        if (r >= 0)
+                r = check_text(agent_version, "agent version", MP_STORE_MAX_IDENT, true, false, err);
+        if (r >= 0 && now < 0)
+                r = mp_error_set(err, -EINVAL, NULL, -1, "heartbeat time is negative");
+        return r < 0 ? r : s->engine->heartbeat(s, host_id, agent_version, now, err);
+}
+
+/* ---- ingest ------------------------------------------------------------- */
+
+static const char *const kind_names[_MP_STORE_EVENT_KIND_MAX] = {
+        [MP_STORE_EVENT_MODEL_ADDED] = "model-added",
+        [MP_STORE_EVENT_MODEL_CHANGED] = "model-changed",
+        [MP_STORE_EVENT_MODEL_REMOVED] = "model-removed",
+        [MP_STORE_EVENT_FINDING] = "finding",
+        [MP_STORE_EVENT_SCAN_MATCH] = "scan-match",
+};
+
+const char *mp_store_event_kind_name(mp_store_event_kind k) {
+        return k > 0 && k < _MP_STORE_EVENT_KIND_MAX ? kind_names[k] : NULL;
+}
+
+/* Unpacks the record (refusing what does not parse or names another model)
+ * and points the item's columns into the unpacked tree, which lives in
+ * bump until the ingest call returns. */
+static int extract_columns(mp_store_item *it, mp_bump *bump, const char *what, mp_error *err) {
+        const mp_store_event *ev = it->ev;
+        ProtobufCAllocator alloc = mp_bump_protobuf_allocator(bump);
+        mp_fingerprint *fp = NULL;
+        mp_error uerr;
+
+        int r = mp_fingerprint_unpack_with(what, ev->record, ev->record_len, &alloc, &fp, &uerr);
+        if (r < 0)
+                return mp_error_set(err, r == -ENOTSUP ? -ENOTSUP : -EBADMSG, NULL, -1, "%s: %s", what, uerr.reason);
+        if (fp->model_digest.len != 0 &&
+            (fp->model_digest.len != MP_STORE_DIGEST_SIZE ||
+             memcmp(fp->model_digest.data, ev->model_digest, MP_STORE_DIGEST_SIZE) != 0))
+                return mp_error_set(err, -EBADMSG, NULL, -1, "%s: the record's model digest is not the event's", what);
+
+        const char *arch = fp->signals && fp->signals->arch_hash[0] ? fp->signals->arch_hash : NULL;
+        const char *family = fp->signals && fp->signals->family_hash[0] ? fp->signals->family_hash : NULL;
+        r = check_field(fp->name, what, "record name", MP_STORE_MAX_IDENT * 4, false, true, err);
+        if (r >= 0)
+                r = check_field(fp->format, what, "record format", MP_STORE_MAX_IDENT, true, true, err);
+        if (r >= 0)
+                r = check_field(arch, what, "record arch hash", 128, true, true, err);
+        if (r >= 0)
+                r = check_field(family, what, "record family hash", 128, true, true, err);
+        if (r < 0)
+                return r;
+
+        it->fp = (mp_store_fp_columns) {
+                .name = fp->name,
+                .format = fp->format,
+                .arch_hash = arch,
+                .family_hash = family,
+                .params = fp->parameter_count,
+                .n_tensors = fp->n_tensors,
+        };
+        if (it->fp.params > INT64_MAX)
+                return mp_error_set(err, -EBADMSG, NULL, -1, "%s: absurd parameter count", what);
+        return 0;
+}
+
+static int check_event(mp_store_item *it, size_t index, mp_bump *bump, mp_error *err) {
+        const mp_store_event *ev = it->ev;
+        char what[64];
+        snprintf(what, sizeof(what), "event %zu", index);
+
+        if (ev->sequence == 0 || ev->sequence > INT64_MAX)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: sequence must be between 1 and 2^63-1", what);
+        if (!mp_store_event_kind_name(ev->kind))
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: unknown event kind %d", what, (int) ev->kind);
+        if (ev->observed_at < 0)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: negative observation time", what);
+
+        bool model = ev->kind == MP_STORE_EVENT_MODEL_ADDED || ev->kind == MP_STORE_EVENT_MODEL_CHANGED;
+        bool finding = ev->kind == MP_STORE_EVENT_FINDING;
+        bool match = ev->kind == MP_STORE_EVENT_SCAN_MATCH;
+        it->has_digest = !digest_is_zero(ev->model_digest);
+
+        int r = check_field(ev->path, what, "path", MP_STORE_MAX_PATH, false, false, err);
+        if (r < 0)
+                return r;
+        if ((model || match) && !it->has_digest)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: %s without a model digest", what,
+                                    mp_store_event_kind_name(ev->kind));
+        if (!model && ev->record)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: only model-added and model-changed carry a record",
+                                    what);
+        if (!ev->record != (ev->record_len == 0))
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: record pointer and length disagree", what);
+        if (ev->record_len > MP_STORE_MAX_RECORD)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: record of %zu bytes exceeds the limit of %u", what,
+                                    ev->record_len, MP_STORE_MAX_RECORD);
+
+        if (!finding && (ev->finding_kind || ev->finding_detail))
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: finding fields on a %s event", what,
+                                    mp_store_event_kind_name(ev->kind));
+        if (!match && (ev->match_entry || ev->match_verdict || ev->match_relation || ev->match_score != 0))
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: match fields on a %s event", what,
+                                    mp_store_event_kind_name(ev->kind));
+        if (finding) {
+                r = check_field(ev->finding_kind, what, "finding kind", MP_STORE_MAX_IDENT, true, false, err);
+                if (r >= 0)
+                        r = check_field(ev->finding_detail, what, "finding detail", MP_STORE_MAX_DETAIL, false, true,
+                                        err);
+        }
+        if (match) {
+                r = check_field(ev->match_entry, what, "match entry", MP_STORE_MAX_IDENT, true, false, err);
+                if (r >= 0)
+                        r = check_field(ev->match_verdict, what, "match verdict", MP_STORE_MAX_IDENT, true, false, err);
+                if (r >= 0)
+                        r = check_field(ev->match_relation, what, "match relation", MP_STORE_MAX_IDENT, true, true,
+                                        err);
+                if (r >= 0 && !isfinite(ev->match_score))
+                        r = mp_error_set(err, -EINVAL, NULL, -1, "%s: match score is not a finite number", what);
+        }
+        if (r < 0)
+                return r;
+
+        return ev->record ? extract_columns(it, bump, what, err) : 0;
+}
+
+/* Sequence order; ties (a sequence sent twice in one batch) by position so
+ * the first copy wins, as it would have in two batches. */
+static int item_order(const void *a, const void *b) {
+        const mp_store_item *x = a, *y = b;
+        if (x->ev->sequence != y->ev->sequence)
+                return x->ev->sequence < y->ev->sequence ? -1 : 1;
+        return x->ev < y->ev ? -1 : x->ev > y->ev;
+}
+
+static void mp_bump_freep(mp_bump *b) {
+        mp_bump_free(b);
+}
+
+int mp_store_ingest(mp_store *s, const char *host_id, const mp_store_event *events, size_t n,
+                    uint64_t *acked_through, size_t *stored, size_t *duplicates, mp_error *err) {
+        assert(s);
+        assert(events || n == 0);
+
+        int r = check_host_id(host_id, err);
+        if (r < 0)
+                return r;
+        if (n > MP_STORE_MAX_BATCH)
+                return mp_error_set(err, -EINVAL, NULL, -1, "a batch of %zu events exceeds the limit of %u", n,
+                                    MP_STORE_MAX_BATCH);
+
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+                total += events[i].record_len <= MP_STORE_MAX_RECORD ? events[i].record_len : MP_STORE_MAX_RECORD + 1;
+        if (total > MP_STORE_MAX_BATCH_BYTES)
+                return mp_error_set(err, -EINVAL, NULL, -1, "the batch's records exceed %u bytes in all",
+                                    MP_STORE_MAX_BATCH_BYTES);
+
+        _cleanup_(freep) mp_store_item *items = calloc(n ? n : 1, sizeof(*items));
+        if (!items)
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        _cleanup_(mp_bump_freep) mp_bump bump = {};
+        for (size_t i = 0; i < n; i++) {
+                items[i].ev = &events[i];
+                r = check_event(&items[i], i, &bump, err);
+                if (r < 0)
+                        return r;
+        }
+        qsort(items, n, sizeof(*items), item_order);
+
+        uint64_t acked = 0;
+        size_t st = 0, dup = 0;
+        r = s->engine->ingest(s, host_id, items, n, now_ms(), &acked, &st, &dup, err);
+        if (r < 0)
+                return r;
+        if (acked_through)
+                *acked_through = acked;
+        if (stored)
+                *stored = st;
+        if (duplicates)
+                *duplicates = dup;
+        return 0;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+int mp_store_hosts(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err) {
+        assert(s && ret && n);
+        return s->engine->hosts(s, ret, n, err);
+}
+
+void mp_store_hosts_free(mp_store_host *h, size_t n) {
+        for (size_t i = 0; h && i < n; i++) {
+                free(h[i].hostname);
+                free(h[i].machine_id);
+                free(h[i].agent_version);
+                free(h[i].os);
+        }
+        free(h);
+}
+
+int mp_store_inventory(mp_store *s, const char *host_id, bool only_present, mp_store_location **ret, size_t *n,
+                       mp_error *err) {
+        assert(s && ret && n);
+        if (host_id) {
+                int r = check_host_id(host_id, err);
+                if (r < 0)
+                        return r;
+        }
+        return s->engine->inventory(s, host_id, only_present, NULL, ret, n, err);
+}
+
+int mp_store_locations(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], mp_store_location **ret,
+                       size_t *n, mp_error *err) {
+        assert(s && digest && ret && n);
+        return s->engine->inventory(s, NULL, false, digest, ret, n, err);
+}
+
+void mp_store_locations_free(mp_store_location *l, size_t n) {
+        for (size_t i = 0; l && i < n; i++) {
+                free(l[i].hostname);
+                free(l[i].path);
+        }
+        free(l);
+}
+
+int mp_store_history(mp_store *s, const char *host_id, const char *path, mp_store_history_entry **ret, size_t *n,
+                     mp_error *err) {
+        assert(s && ret && n);
+        int r = host_id ? check_host_id(host_id, err) : 0;
+        if (r >= 0 && path)
+                r = check_text(path, "path", MP_STORE_MAX_PATH, false, false, err);
+        return r < 0 ? r : s->engine->history(s, host_id, path, ret, n, err);
+}
+
+void mp_store_history_free(mp_store_history_entry *h, size_t n) {
+        for (size_t i = 0; h && i < n; i++) {
+                free(h[i].path);
+                free(h[i].finding_kind);
+                free(h[i].finding_detail);
+                free(h[i].match_entry);
+                free(h[i].match_verdict);
+                free(h[i].match_relation);
+        }
+        free(h);
+}
+
+int mp_store_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], uint8_t **ret, size_t *len,
+                         mp_error *err) {
+        assert(s && digest && ret && len);
+        return s->engine->fingerprint(s, digest, ret, len, err);
+}
+
+int mp_store_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_filter *filter, mp_store_fingerprint_cb cb,
+                                 void *userdata, mp_error *err) {
+        assert(s && cb);
+        static const mp_store_fingerprint_filter any = {};
+        if (!filter)
+                filter = &any;
+        int r = check_text(filter->arch_hash, "arch hash", 128, true, true, err);
+        if (r >= 0)
+                r = check_text(filter->family_hash, "family hash", 128, true, true, err);
+        if (r >= 0 && (filter->min_params > INT64_MAX || filter->max_params > INT64_MAX))
+                r = mp_error_set(err, -EINVAL, NULL, -1, "parameter range beyond 2^63-1");
+        return r < 0 ? r : s->engine->foreach_fingerprint(s, filter, cb, userdata, err);
+}
+
+/* ---- catalog distribution ----------------------------------------------- */
+
+int mp_store_put_catalog(mp_store *s, const uint8_t *bytes, size_t len,
+                         char version_out[MP_STORE_CATALOG_VERSION_SIZE], mp_error *err) {
+        static const char sqlite_magic[16] = "SQLite format 3";       /* with its NUL */
+        assert(s && version_out);
+        assert(bytes || len == 0);
+
+        if (len > MP_STORE_MAX_CATALOG)
+                return mp_error_set(err, -EINVAL, NULL, -1, "a catalog of %zu bytes exceeds the limit of %u", len,
+                                    MP_STORE_MAX_CATALOG);
+        if (len < 100 || memcmp(bytes, sqlite_magic, sizeof(sqlite_magic)) != 0)
+                return mp_error_set(err, -EBADMSG, NULL, -1, "not a modelprov catalog (not an SQLite database)");
+
+        char version[MP_STORE_CATALOG_VERSION_SIZE];
+        sha256_hex(bytes, len, version);
+        int r = s->engine->put_catalog(s, bytes, len, version, now_ms(), err);
+        if (r < 0)
+                return r;
+        memcpy(version_out, version, sizeof(version));
+        return 0;
+}
+
+int mp_store_get_catalog(mp_store *s, uint8_t **ret, size_t *len, char version_out[MP_STORE_CATALOG_VERSION_SIZE],
+                         mp_error *err) {
+        assert(s && version_out);
+        assert(!ret || len);
+        return s->engine->get_catalog(s, ret, len, version_out, err);
+}

@@ -1,0 +1,248 @@
+/* store.h - the collector's storage: enrolled hosts, the ordered stream of
+ * events each host reports, the fleet inventory with its history, the
+ * fingerprints behind it, and the reference catalog handed to agents.
+ *
+ * One interface, several engines.  mp_store_open() picks the engine from the
+ * URL scheme ("sqlite:PATH" now; PostgreSQL can follow behind the same
+ * functions without touching callers).  Everything that does not depend on
+ * the engine lives in store.c: argument limits against hostile input, record
+ * unpacking, host id generation, ordering a batch by sequence.  An engine
+ * sees only validated input.
+ *
+ * Contract shared by every function:
+ *   - returns 0 (or a count) on success, a negative errno on failure, and
+ *     fills err (may be NULL) with a sentence naming the store;
+ *   - -EINVAL: an argument violates a limit below (nothing is stored);
+ *   - -EBADMSG: a fingerprint record or catalog that does not parse (nothing
+ *     is stored);
+ *   - -ENOENT: unknown host, digest or no catalog;
+ *   - -EBUSY: the store stayed locked beyond the busy timeout;
+ *   - a write either happens completely or not at all (one transaction).
+ * An mp_store handle is not thread-safe: use one per thread (engines support
+ * several handles and several processes on one store).
+ *
+ * Times are milliseconds since the Unix epoch.  Model digests are the raw
+ * 32 bytes of the record's model_digest (SHA-256). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+typedef struct mp_store mp_store;
+
+#define MP_STORE_DIGEST_SIZE 32
+/* A host id: a UUIDv4 in its 36-character text form, plus NUL. */
+#define MP_STORE_HOST_ID_SIZE 37
+/* A catalog version: lowercase hex SHA-256 of its bytes, plus NUL. */
+#define MP_STORE_CATALOG_VERSION_SIZE 65
+
+/* Limits against hostile input, checked before anything is stored. */
+#define MP_STORE_MAX_IDENT      256              /* hostname, machine id, versions, os, kinds, names */
+#define MP_STORE_MAX_PATH       4096             /* model paths */
+#define MP_STORE_MAX_DETAIL     4096             /* finding detail */
+#define MP_STORE_MAX_BATCH      4096             /* events per ingest call */
+#define MP_STORE_MAX_RECORD     (16u << 20)      /* one packed fingerprint record */
+#define MP_STORE_MAX_BATCH_BYTES (64u << 20)     /* all records of one ingest call */
+#define MP_STORE_MAX_CATALOG    (512u << 20)     /* one catalog upload */
+
+/* ---- open --------------------------------------------------------------- */
+
+/* Opens (and for SQLite creates on first use) the store named by url:
+ *   "sqlite:PATH"  one SQLite file (WAL, busy timeout, schema migrations).
+ * Unknown schemes: -EPROTONOSUPPORT.  A file that is not a modelprov store:
+ * -EBADMSG.  A store written by a newer modelprov (newer schema): -ENOTSUP. */
+int mp_store_open(const char *url, mp_store **ret, mp_error *err);
+void mp_store_close(mp_store *s);
+static inline void mp_store_closep(mp_store **s) { mp_store_close(*s); }
+
+/* The schema version of an opened store (after migrations). */
+int mp_store_schema_version(mp_store *s);
+
+/* ---- hosts -------------------------------------------------------------- */
+
+typedef struct mp_host_info {
+        const char *hostname;           /* required, clean text */
+        const char *machine_id;         /* required: the host's stable identity (/etc/machine-id) */
+        const char *agent_version;      /* required */
+        const char *os;                 /* may be NULL or "" */
+} mp_host_info;
+
+/* Enrolls a host and stores key_hash, the SHA-256 of its per-host key (the
+ * service makes the key and never hands it to the store).  A machine_id seen
+ * before is re-enrolled: same host id, same sequence state, the key hash is
+ * replaced (the old key stops working) and the descriptive fields updated.
+ * host_id_out receives the host id (a new random UUIDv4 for a new host). */
+int mp_store_enroll(mp_store *s, const mp_host_info *info, const uint8_t key_hash[MP_STORE_DIGEST_SIZE],
+                    char host_id_out[MP_STORE_HOST_ID_SIZE], mp_error *err);
+
+/* The stored key hash of host_id, for authenticating its calls; -ENOENT
+ * when the host is unknown.  The caller compares in constant time. */
+int mp_store_host_key_hash(mp_store *s, const char *host_id, uint8_t out[MP_STORE_DIGEST_SIZE], mp_error *err);
+
+/* Records that host_id is alive (last_seen = now_ms) and runs agent_version. */
+int mp_store_heartbeat(mp_store *s, const char *host_id, const char *agent_version, int64_t now_ms,
+                       mp_error *err);
+
+/* ---- ingest ------------------------------------------------------------- */
+
+typedef enum mp_store_event_kind {
+        MP_STORE_EVENT_MODEL_ADDED = 1,
+        MP_STORE_EVENT_MODEL_CHANGED,   /* the file at path now holds model_digest */
+        MP_STORE_EVENT_MODEL_REMOVED,   /* the model at path is gone */
+        MP_STORE_EVENT_FINDING,         /* a problem with the file at path (finding_*) */
+        MP_STORE_EVENT_SCAN_MATCH,      /* the model at path matched a catalog entry (match_*) */
+        _MP_STORE_EVENT_KIND_MAX,
+} mp_store_event_kind;
+
+/* The name of a kind ("model-added", ...), NULL when out of range. */
+const char *mp_store_event_kind_name(mp_store_event_kind k);
+
+/* One event as the agent reported it.  Strings are borrowed.  Which fields
+ * count depends on kind; the others must be NULL/0:
+ *   added/changed: path, model_digest, record (optional: the packed
+ *                  modelprov.v1.Fingerprint; when present its model_digest
+ *                  must equal model_digest);
+ *   removed:       path (model_digest informative);
+ *   finding:       path, finding_kind, finding_detail (optional);
+ *   scan-match:    path, model_digest, match_entry, match_verdict,
+ *                  match_relation (optional), match_score (finite). */
+typedef struct mp_store_event {
+        uint64_t sequence;              /* > 0, <= INT64_MAX; contiguous per host */
+        mp_store_event_kind kind;
+        int64_t observed_at;            /* >= 0 */
+        const char *path;
+        uint8_t model_digest[MP_STORE_DIGEST_SIZE];
+        const uint8_t *record;
+        size_t record_len;
+        const char *finding_kind;
+        const char *finding_detail;
+        const char *match_entry;
+        const char *match_verdict;
+        const char *match_relation;
+        double match_score;
+} mp_store_event;
+
+/* Stores the events of host_id in one transaction, in sequence order (the
+ * batch may arrive in any order).  With L the host's last stored sequence:
+ * an event with sequence <= L is a duplicate (counted, not stored: the agent
+ * resent it after a lost ack); the next stored one must be L + 1; at a gap
+ * ingest stops, stores nothing beyond it, and reports the partial ack.
+ * *acked_through receives the host's last stored sequence afterwards (the
+ * agent drops everything up to it and resends the rest), *stored and
+ * *duplicates the counts (either may be NULL).  Adds and changes update the
+ * inventory (the path's previous model gets present = 0; the same digest
+ * reported again, or back after a removal, keeps its first_seen and gets
+ * present = 1 and a new last_seen) and store the
+ * fingerprint once per digest; removals close the path's present rows.
+ * Any invalid event fails the whole call (-EINVAL, -EBADMSG) with nothing
+ * stored; an unknown host is -ENOENT. */
+int mp_store_ingest(mp_store *s, const char *host_id, const mp_store_event *events, size_t n,
+                    uint64_t *acked_through, size_t *stored, size_t *duplicates, mp_error *err);
+
+/* ---- queries ------------------------------------------------------------ */
+
+typedef struct mp_store_host {
+        char id[MP_STORE_HOST_ID_SIZE];
+        char *hostname;
+        char *machine_id;
+        char *agent_version;
+        char *os;
+        int64_t enrolled_at;
+        int64_t last_seen;
+        uint64_t last_sequence;
+        uint64_t model_count;           /* inventory rows still present */
+} mp_store_host;
+
+/* Every host, ordered by hostname then id. */
+int mp_store_hosts(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err);
+void mp_store_hosts_free(mp_store_host *h, size_t n);
+
+typedef struct mp_store_location {
+        char host_id[MP_STORE_HOST_ID_SIZE];
+        char *hostname;
+        char *path;
+        uint8_t model_digest[MP_STORE_DIGEST_SIZE];
+        int64_t first_seen;
+        int64_t last_seen;
+        bool present;
+} mp_store_location;
+
+/* Inventory rows of host_id (NULL: every host), only those still present
+ * when only_present; ordered by host, path, first_seen. */
+int mp_store_inventory(mp_store *s, const char *host_id, bool only_present, mp_store_location **ret,
+                       size_t *n, mp_error *err);
+/* Inventory rows (present or not) that hold digest, ordered like above. */
+int mp_store_locations(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], mp_store_location **ret,
+                       size_t *n, mp_error *err);
+void mp_store_locations_free(mp_store_location *l, size_t n);
+
+typedef struct mp_store_history_entry {
+        char host_id[MP_STORE_HOST_ID_SIZE];
+        uint64_t sequence;
+        mp_store_event_kind kind;
+        int64_t observed_at;
+        char *path;
+        uint8_t model_digest[MP_STORE_DIGEST_SIZE];
+        bool has_digest;
+        char *finding_kind;             /* NULL unless a finding */
+        char *finding_detail;
+        char *match_entry;              /* NULL unless a scan match */
+        char *match_verdict;
+        char *match_relation;
+        double match_score;
+} mp_store_history_entry;
+
+/* The stored events of host_id (NULL: all hosts) about path (NULL: any),
+ * by host and sequence (for one host: the order it reported them). */
+int mp_store_history(mp_store *s, const char *host_id, const char *path, mp_store_history_entry **ret,
+                     size_t *n, mp_error *err);
+void mp_store_history_free(mp_store_history_entry *h, size_t n);
+
+/* The packed fingerprint record stored for digest (malloc'd); -ENOENT when
+ * no host ever reported one. */
+int mp_store_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], uint8_t **ret, size_t *len,
+                         mp_error *err);
+
+/* The structural pre-filter for blast radius: only fingerprints whose
+ * extracted columns match are handed to the callback.  NULL/0 = any. */
+typedef struct mp_store_fingerprint_filter {
+        const char *arch_hash;
+        const char *family_hash;
+        uint64_t min_params;
+        uint64_t max_params;            /* 0: no upper bound */
+} mp_store_fingerprint_filter;
+
+typedef struct mp_store_fingerprint_info {
+        const uint8_t *digest;          /* 32 bytes */
+        const char *name;               /* "" when the record had none */
+        const char *format;
+        const char *arch_hash;
+        const char *family_hash;
+        uint64_t params;
+        uint64_t n_tensors;
+        const uint8_t *record;
+        size_t record_len;
+} mp_store_fingerprint_info;
+
+/* Calls cb for each stored fingerprint passing filter (may be NULL), in
+ * digest order; the info is valid during the call only, and cb may run
+ * other queries on s (not writes).  A negative return
+ * of cb stops and is returned, a positive one stops and 0 is returned. */
+typedef int (*mp_store_fingerprint_cb)(const mp_store_fingerprint_info *info, void *userdata);
+int mp_store_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_filter *filter, mp_store_fingerprint_cb cb,
+                                 void *userdata, mp_error *err);
+
+/* ---- catalog distribution ----------------------------------------------- */
+
+/* Replaces the current reference catalog with the SQLite catalog file bytes
+ * (checked for the SQLite header, at most MP_STORE_MAX_CATALOG).  Its
+ * version is the hex SHA-256 of the bytes, written to version_out. */
+int mp_store_put_catalog(mp_store *s, const uint8_t *bytes, size_t len,
+                         char version_out[MP_STORE_CATALOG_VERSION_SIZE], mp_error *err);
+/* The current catalog: version always, the bytes (malloc'd) when ret is
+ * non-NULL.  -ENOENT when none was put. */
+int mp_store_get_catalog(mp_store *s, uint8_t **ret, size_t *len,
+                         char version_out[MP_STORE_CATALOG_VERSION_SIZE], mp_error *err);

@@ -1,0 +1,67 @@
+/* store_engine.h - what a storage engine implements (private to collector/).
+ *
+ * store.c validates every argument against the limits in store.h, unpacks
+ * fingerprint records, extracts their pre-filter columns, generates host ids
+ * and orders ingest batches; an engine receives only validated input and
+ * owns nothing but the persistence.  An engine's handle type embeds
+ * struct mp_store as its first member. */
+#pragma once
+
+#include "collector/store.h"
+
+struct mp_store {
+        const struct mp_store_engine *engine;
+};
+
+/* The pre-filter columns of a record, pointing into memory that lives as
+ * long as the ingest call. */
+typedef struct mp_store_fp_columns {
+        const char *name;
+        const char *format;
+        const char *arch_hash;          /* NULL when the record has no signals */
+        const char *family_hash;
+        uint64_t params;
+        uint64_t n_tensors;
+} mp_store_fp_columns;
+
+/* A validated event; items reach the engine sorted by sequence. */
+typedef struct mp_store_item {
+        const mp_store_event *ev;
+        bool has_digest;                /* model_digest is not all zero */
+        mp_store_fp_columns fp;         /* meaningful when ev->record */
+} mp_store_item;
+
+typedef struct mp_store_engine {
+        const char *scheme;             /* the URL prefix before ':' */
+        int (*open)(const char *location, mp_store **ret, mp_error *err);
+        void (*close)(mp_store *s);
+        int (*schema_version)(mp_store *s);
+
+        /* new_id: a fresh UUID used only when machine_id is new. */
+        int (*enroll)(mp_store *s, const mp_host_info *info, const uint8_t key_hash[MP_STORE_DIGEST_SIZE],
+                      const char *new_id, int64_t now_ms, char host_id_out[MP_STORE_HOST_ID_SIZE], mp_error *err);
+        int (*host_key_hash)(mp_store *s, const char *host_id, uint8_t out[MP_STORE_DIGEST_SIZE], mp_error *err);
+        int (*heartbeat)(mp_store *s, const char *host_id, const char *agent_version, int64_t now_ms,
+                         mp_error *err);
+        int (*ingest)(mp_store *s, const char *host_id, const mp_store_item *items, size_t n, int64_t now_ms,
+                      uint64_t *acked_through, size_t *stored, size_t *duplicates, mp_error *err);
+
+        int (*hosts)(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err);
+        /* Inventory rows filtered by host_id and present (each NULL/false:
+         * no filter) or, when digest is non-NULL, every row holding it. */
+        int (*inventory)(mp_store *s, const char *host_id, bool only_present, const uint8_t *digest,
+                         mp_store_location **ret, size_t *n, mp_error *err);
+        int (*history)(mp_store *s, const char *host_id, const char *path, mp_store_history_entry **ret,
+                       size_t *n, mp_error *err);
+        int (*fingerprint)(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], uint8_t **ret, size_t *len,
+                           mp_error *err);
+        int (*foreach_fingerprint)(mp_store *s, const mp_store_fingerprint_filter *filter,
+                                   mp_store_fingerprint_cb cb, void *userdata, mp_error *err);
+
+        int (*put_catalog)(mp_store *s, const uint8_t *bytes, size_t len, const char *version, int64_t now_ms,
+                           mp_error *err);
+        int (*get_catalog)(mp_store *s, uint8_t **ret, size_t *len, char version_out[MP_STORE_CATALOG_VERSION_SIZE],
+                           mp_error *err);
+} mp_store_engine;
+
+extern const mp_store_engine mp_store_sqlite_engine;

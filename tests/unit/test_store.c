@@ -1,0 +1,1084 @@
+/* test_store.c - the collector's store (collector/store.h) on its SQLite
+ * engine, with real files: schema creation, reopen and refusals; enrollment
+ * and key rotation; idempotent ordered ingest under replays, overlaps and
+ * gaps; crash safety under SIGKILL; inventory history; locations,
+ * fingerprints and the pre-filter on zoo records; hostile input; two
+ * processes writing at once; catalog distribution; an ingest rate (printed,
+ * not asserted). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog/catalog.h"
+#include "collector/store.h"
+#include "fingerprint/compute.h"
+#include "test.h"
+#include "util/macro.h"
+
+static const char *llama_arch = "4b414de3062423b5f3b534e10f21eafe18c08a72a5f6c361f6f724d846180b50";
+static const char *other_arch = "1111111111111111111111111111111111111111111111111111111111111111";
+
+static mp_store *open_store(const char *path) {
+        char *url = NULL;
+        CHECK(asprintf(&url, "sqlite:%s", path) > 0);
+        mp_store *s = NULL;
+        mp_error err;
+        int r = mp_store_open(url, &s, &err);
+        if (r < 0)
+                fprintf(stderr, "%s: %s\n", err.file, err.reason);
+        CHECK(r == 0);
+        free(url);
+        return s;
+}
+
+static int open_store_err(const char *url, mp_error *err) {
+        mp_store *s = NULL;
+        int r = mp_store_open(url, &s, err);
+        CHECK((r < 0) == (s == NULL));
+        mp_store_close(s);
+        return r;
+}
+
+/* A distinct digest for model number i. */
+static void digest_of(unsigned i, uint8_t d[MP_STORE_DIGEST_SIZE]) {
+        memset(d, 0, MP_STORE_DIGEST_SIZE);
+        d[0] = 0xd0;
+        memcpy(d + 1, &i, sizeof(i));
+}
+
+/* A packed hand-made record naming digest d. */
+static uint8_t *make_record(const char *name, const uint8_t d[MP_STORE_DIGEST_SIZE], const char *arch,
+                            uint64_t params, size_t *len) {
+        mp_fingerprint fp;
+        Modelprov__V1__Signals sig;
+        modelprov__v1__fingerprint__init(&fp);
+        modelprov__v1__signals__init(&sig);
+        fp.record_version = MP_FINGERPRINT_RECORD_VERSION;
+        fp.name = (char *) name;
+        fp.format = (char *) "safetensors";
+        fp.parameter_count = params;
+        fp.model_digest.data = (uint8_t *) d;
+        fp.model_digest.len = MP_STORE_DIGEST_SIZE;
+        sig.arch_hash = (char *) arch;
+        sig.family_hash = (char *) arch;
+        fp.signals = &sig;
+        uint8_t *buf;
+        CHECK(mp_fingerprint_pack(&fp, &buf, len) == 0);
+        return buf;
+}
+
+static mp_fingerprint *zoo_fingerprint(const char *zoo, const char *rel) {
+        char *path = test_path(zoo, rel);
+        mp_model *m = NULL;
+        mp_fingerprint *fp = NULL;
+        mp_error err;
+        CHECK(mp_model_open(path, NULL, &m, &err) == 0);
+        mp_pass_options po = { .jobs = 1 };
+        CHECK(mp_fingerprint_compute(m, &po, &fp, &err) == 0);
+        CHECK(fp->model_digest.len == MP_STORE_DIGEST_SIZE);
+        mp_model_free(m);
+        free(path);
+        return fp;
+}
+
+static void enroll(mp_store *s, const char *hostname, const char *machine_id, uint8_t key_byte,
+                   char id[MP_STORE_HOST_ID_SIZE]) {
+        uint8_t key[MP_STORE_DIGEST_SIZE];
+        memset(key, key_byte, sizeof(key));
+        mp_host_info info = { .hostname = hostname, .machine_id = machine_id, .agent_version = "0.1.0",
+                              .os = "Debian GNU/Linux 12" };
+        mp_error err;
+        int r = mp_store_enroll(s, &info, key, id, &err);
+        if (r < 0)
+                fprintf(stderr, "%s\n", err.reason);
+        CHECK(r == 0);
+}
+
+static mp_store_event added(uint64_t seq, const char *path, unsigned model) {
+        mp_store_event ev = { .sequence = seq, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = (int64_t) seq * 10,
+                              .path = path };
+        digest_of(model, ev.model_digest);
+        return ev;
+}
+
+/* Ingest that must succeed; returns acked_through. */
+static uint64_t ingest(mp_store *s, const char *host, const mp_store_event *ev, size_t n, size_t want_stored,
+                       size_t want_dup) {
+        uint64_t acked = 0;
+        size_t stored = 99999, dup = 99999;
+        mp_error err;
+        int r = mp_store_ingest(s, host, ev, n, &acked, &stored, &dup, &err);
+        if (r < 0)
+                fprintf(stderr, "%s\n", err.reason);
+        CHECK(r == 0);
+        CHECK_EQ(stored, want_stored);
+        CHECK_EQ(dup, want_dup);
+        return acked;
+}
+
+/* One integer straight from the file, bypassing the store. */
+static int64_t sql_int(const char *path, const char *sql) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *q = NULL;
+        CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        CHECK(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW);
+        int64_t v = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        return v;
+}
+
+static uint64_t host_last_seq(mp_store *s, const char *id) {
+        mp_store_host *h = NULL;
+        size_t n = 0;
+        CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
+        uint64_t seq = UINT64_MAX;
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(h[i].id, id) == 0)
+                        seq = h[i].last_sequence;
+        mp_store_hosts_free(h, n);
+        CHECK(seq != UINT64_MAX);
+        return seq;
+}
+
+/* Every stored sequence of host exactly once, 1..expect. */
+static void check_events_exactly_once(const char *path, const char *host, int64_t expect) {
+        char sql[256];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE host_id = '%s'", host);
+        CHECK_EQ(sql_int(path, sql), expect);
+        snprintf(sql, sizeof(sql), "SELECT count(DISTINCT seq) FROM events WHERE host_id = '%s'", host);
+        CHECK_EQ(sql_int(path, sql), expect);
+        snprintf(sql, sizeof(sql), "SELECT coalesce(max(seq), 0) FROM events WHERE host_id = '%s'", host);
+        CHECK_EQ(sql_int(path, sql), expect);
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+static void test_open_reopen(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+
+        mp_store *s = open_store(path);
+        CHECK_EQ(mp_store_schema_version(s), 1);
+        mp_store_close(s);
+
+        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 1);
+        CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events', 'inventory',"
+                               " 'fingerprints', 'catalog')"), 5);
+
+        /* Reopening keeps what was stored and does not migrate again. */
+        s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "m-alpha", 1, id);
+        mp_store_close(s);
+        s = open_store(path);
+        CHECK_EQ(mp_store_schema_version(s), 1);
+        mp_store_host *h = NULL;
+        size_t n = 0;
+        CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        CHECK_STREQ(h[0].id, id);
+        mp_store_hosts_free(h, n);
+
+        /* WAL: journal_mode is persistent in the file. */
+        sqlite3 *db;
+        sqlite3_stmt *q;
+        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+        CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW);
+        CHECK_STREQ((const char *) sqlite3_column_text(q, 0), "wal");
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        mp_store_close(s);
+
+        free(path);
+        free(dir);
+}
+
+static void test_refusals(void) {
+        char *dir = test_tmpdir();
+        mp_error err;
+        char *url = NULL;
+
+        /* A store written by a newer modelprov. */
+        char *newer = test_path(dir, "newer.db");
+        mp_store_close(open_store(newer));
+        sqlite3 *db;
+        CHECK(sqlite3_open(newer, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db, "PRAGMA user_version = 7", NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+        CHECK(asprintf(&url, "sqlite:%s", newer) > 0);
+        CHECK_EQ(open_store_err(url, &err), -ENOTSUP);
+        CHECK(strstr(err.reason, "newer"));
+        free(url);
+
+        /* Not a database at all: refused, and the file is left untouched
+         * (no WAL or journal switched on in it). */
+        static const char garbage[] = "this is a text file, not a modelprov store, and it is long enough..........."
+                                      "...........................................................................";
+        char *text = test_write(dir, "text.db", garbage, sizeof(garbage));
+        CHECK(asprintf(&url, "sqlite:%s", text) > 0);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "not a modelprov store"));
+        size_t len;
+        char *back = test_read(text, &len);
+        CHECK_EQ(len, sizeof(garbage));
+        CHECK(memcmp(back, garbage, len) == 0);
+        free(back);
+        free(url);
+
+        /* Another application's SQLite database. */
+        char *foreign = test_path(dir, "foreign.db");
+        CHECK(sqlite3_open(foreign, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db, "CREATE TABLE t (x)", NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(db);
+        CHECK(asprintf(&url, "sqlite:%s", foreign) > 0);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "another application"));
+        CHECK_EQ(sql_int(foreign, "SELECT count(*) FROM sqlite_master"), 1);
+        free(url);
+
+        /* A modelprov catalog is not a store either. */
+        char *cat_path = test_path(dir, "catalog.db");
+        mp_catalog *cat = NULL;
+        CHECK(mp_catalog_open(cat_path, true, &cat, NULL) == 0);
+        mp_catalog_close(cat);
+        CHECK(asprintf(&url, "sqlite:%s", cat_path) > 0);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "catalog"));
+        free(url);
+
+        /* A directory, unknown schemes, no scheme, empty location. */
+        CHECK(asprintf(&url, "sqlite:%s", dir) > 0);
+        CHECK(open_store_err(url, &err) < 0);
+        CHECK(strstr(err.reason, "not a modelprov store"));
+        free(url);
+        CHECK_EQ(open_store_err("postgresql://db.example/modelprov", &err), -EPROTONOSUPPORT);
+        CHECK(strstr(err.reason, "unsupported store"));
+        CHECK_EQ(open_store_err("/var/lib/store.db", &err), -EINVAL);
+        CHECK_EQ(open_store_err("sqlite:", &err), -EINVAL);
+        CHECK_EQ(open_store_err("", &err), -EINVAL);
+
+        free(newer);
+        free(text);
+        free(foreign);
+        free(cat_path);
+        free(dir);
+}
+
+/* ---- hosts -------------------------------------------------------------- */
+
+static bool is_uuid4(const char *id) {
+        if (strlen(id) != 36 || id[14] != '4' || !strchr("89ab", id[19]))
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+                if (dash ? id[i] != '-' : !strchr("0123456789abcdef", id[i]))
+                        return false;
+        }
+        return true;
+}
+
+static void test_enroll(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        mp_error err;
+
+        char a[MP_STORE_HOST_ID_SIZE], b[MP_STORE_HOST_ID_SIZE], a2[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 0x11, a);
+        enroll(s, "beta", "machine-b", 0x22, b);
+        CHECK(is_uuid4(a));
+        CHECK(is_uuid4(b));
+        CHECK(strcmp(a, b) != 0);
+
+        uint8_t key[MP_STORE_DIGEST_SIZE], want[MP_STORE_DIGEST_SIZE];
+        memset(want, 0x11, sizeof(want));
+        CHECK(mp_store_host_key_hash(s, a, key, NULL) == 0);
+        CHECK(memcmp(key, want, sizeof(key)) == 0);
+
+        /* Some events, then a re-enrollment of the same machine. */
+        mp_store_event ev[3] = { added(1, "/m/a", 1), added(2, "/m/b", 2), added(3, "/m/c", 3) };
+        CHECK_EQ(ingest(s, a, ev, 3, 3, 0), 3);
+        enroll(s, "alpha-renamed", "machine-a", 0x33, a2);
+        CHECK_STREQ(a2, a);
+        memset(want, 0x33, sizeof(want));
+        CHECK(mp_store_host_key_hash(s, a, key, NULL) == 0);
+        CHECK(memcmp(key, want, sizeof(key)) == 0);
+        CHECK_EQ(host_last_seq(s, a), 3);
+        /* The sequence state survived: a replay is still a duplicate. */
+        CHECK_EQ(ingest(s, a, ev, 3, 0, 3), 3);
+
+        /* Heartbeat. */
+        CHECK(mp_store_heartbeat(s, b, "0.2.0", 4102444800000LL, NULL) == 0);
+        mp_store_host *h = NULL;
+        size_t n = 0;
+        CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        CHECK_STREQ(h[0].hostname, "alpha-renamed");    /* ordered by hostname */
+        CHECK_STREQ(h[0].id, a);
+        CHECK_EQ(h[0].model_count, 3);
+        CHECK_EQ(h[0].last_sequence, 3);
+        CHECK_STREQ(h[0].machine_id, "machine-a");
+        CHECK_STREQ(h[0].os, "Debian GNU/Linux 12");
+        CHECK_STREQ(h[1].agent_version, "0.2.0");
+        CHECK_EQ(h[1].last_seen, 4102444800000LL);
+        CHECK(h[1].enrolled_at > 1600000000000LL && h[1].enrolled_at < 4102444800000LL);
+        CHECK_EQ(h[1].model_count, 0);
+        mp_store_hosts_free(h, n);
+
+        /* Unknown hosts. */
+        const char *ghost = "01234567-89ab-4cde-8f01-23456789abcd";
+        CHECK_EQ(mp_store_host_key_hash(s, ghost, key, &err), -ENOENT);
+        CHECK(strstr(err.reason, "unknown host"));
+        CHECK_EQ(mp_store_heartbeat(s, ghost, "0.1.0", 1, &err), -ENOENT);
+        CHECK_EQ(mp_store_ingest(s, ghost, ev, 1, NULL, NULL, NULL, &err), -ENOENT);
+
+        mp_store_close(s);
+        free(path);
+        free(dir);
+}
+
+/* ---- ingest ------------------------------------------------------------- */
+
+static void test_ingest_replays(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+
+        char paths[20][32];
+        mp_store_event ev[20];
+        for (unsigned i = 0; i < 20; i++) {
+                snprintf(paths[i], sizeof(paths[i]), "/models/%u", i + 1);
+                ev[i] = added(i + 1, paths[i], i + 1);
+        }
+
+        CHECK_EQ(ingest(s, id, ev, 10, 10, 0), 10);             /* 1..10 */
+        CHECK_EQ(ingest(s, id, ev, 10, 0, 10), 10);             /* the same batch again */
+        CHECK_EQ(ingest(s, id, ev + 5, 10, 5, 5), 15);          /* 6..15 overlaps */
+        CHECK_EQ(ingest(s, id, ev, 0, 0, 0), 15);               /* empty batch: the ack again */
+
+        /* Out of order with a gap: 18, 16, 20, 17 -> 16, 17, 18 stored, 20
+         * waits for 19. */
+        mp_store_event gap[4] = { ev[17], ev[15], ev[19], ev[16] };
+        CHECK_EQ(ingest(s, id, gap, 4, 3, 0), 18);
+        /* The agent resends 19, 20 (and a stale 14). */
+        mp_store_event rest[3] = { ev[19], ev[13], ev[18] };
+        CHECK_EQ(ingest(s, id, rest, 3, 2, 1), 20);
+        /* A sequence twice in one batch: the first copy wins. */
+        mp_store_event twice[2] = { added(21, "/models/first", 100), added(21, "/models/second", 101) };
+        CHECK_EQ(ingest(s, id, twice, 2, 1, 1), 21);
+        mp_store_close(s);
+
+        check_events_exactly_once(path, id, 21);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM events WHERE path = '/models/second'"), 0);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory"), 21);
+
+        s = open_store(path);
+        mp_store_history_entry *h = NULL;
+        size_t n = 0;
+        CHECK(mp_store_history(s, id, NULL, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 21);
+        for (size_t i = 0; i < n; i++) {
+                CHECK_EQ(h[i].sequence, i + 1);
+                CHECK_EQ(h[i].kind, MP_STORE_EVENT_MODEL_ADDED);
+                CHECK(h[i].has_digest);
+        }
+        CHECK_STREQ(h[20].path, "/models/first");
+        mp_store_history_free(h, n);
+        mp_store_close(s);
+        free(path);
+        free(dir);
+}
+
+/* The child ingests batches of 5 as fast as it can and writes each ack to
+ * the pipe after its commit returned; the parent kills it mid-stream. */
+static void crash_child(const char *path, const char *id, uint64_t start, int fd) {
+        mp_store *s = open_store(path);
+        char paths[5][64];
+        for (uint64_t next = start;; next += 5) {
+                mp_store_event ev[5];
+                for (unsigned k = 0; k < 5; k++) {
+                        snprintf(paths[k], sizeof(paths[k]), "/crash/%llu", (unsigned long long) (next + k));
+                        ev[k] = added(next + k, paths[k], (unsigned) (next + k));
+                }
+                uint64_t acked;
+                if (mp_store_ingest(s, id, ev, 5, &acked, NULL, NULL, NULL) < 0)
+                        _exit(2);
+                if (write(fd, &acked, sizeof(acked)) != sizeof(acked))
+                        _exit(3);
+        }
+}
+
+static void test_crash_safety(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        char id[MP_STORE_HOST_ID_SIZE];
+        mp_store *s = open_store(path);
+        enroll(s, "alpha", "machine-a", 1, id);
+        mp_store_close(s);
+
+        for (int round = 0; round < 3; round++) {
+                s = open_store(path);
+                uint64_t start = host_last_seq(s, id) + 1;
+                mp_store_close(s);
+
+                int p[2];
+                CHECK(pipe(p) == 0);
+                pid_t pid = fork();
+                CHECK(pid >= 0);
+                if (pid == 0) {
+                        close(p[0]);
+                        crash_child(path, id, start, p[1]);
+                }
+                close(p[1]);
+
+                /* Let it get going (a different depth each round), then kill. */
+                uint64_t acked = 0, last_reported = 0;
+                size_t seen = 0;
+                while (seen < 20 + 37 * (size_t) round && read(p[0], &acked, sizeof(acked)) == sizeof(acked)) {
+                        last_reported = acked;
+                        seen++;
+                }
+                CHECK(kill(pid, SIGKILL) == 0);
+                int status;
+                CHECK(waitpid(pid, &status, 0) == pid);
+                CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+                while (read(p[0], &acked, sizeof(acked)) == sizeof(acked))
+                        last_reported = acked;
+                close(p[0]);
+                CHECK(last_reported >= start);
+
+                /* Every acknowledged event is there exactly once, nothing
+                 * half-written beyond the last commit. */
+                s = open_store(path);
+                uint64_t last = host_last_seq(s, id);
+                mp_store_close(s);
+                CHECK(last >= last_reported);
+                check_events_exactly_once(path, id, (int64_t) last);
+                fprintf(stderr, "   round %d: acked %llu reported, %llu stored\n", round,
+                        (unsigned long long) last_reported, (unsigned long long) last);
+
+                /* An agent that lost its acks resends from 1: all duplicates. */
+                s = open_store(path);
+                mp_store_event ev[5];
+                char paths[5][64];
+                for (unsigned k = 0; k < 5; k++) {
+                        snprintf(paths[k], sizeof(paths[k]), "/crash/%llu", (unsigned long long) (k + 1));
+                        ev[k] = added(k + 1, paths[k], k + 1);
+                }
+                CHECK_EQ(ingest(s, id, ev, 5, 0, 5), last);
+                mp_store_close(s);
+        }
+        free(path);
+        free(dir);
+}
+
+/* ---- inventory ---------------------------------------------------------- */
+
+static void test_inventory_history(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE], other[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+        enroll(s, "beta", "machine-b", 2, other);
+
+        const char *p = "/srv/models/llama";
+        mp_store_event ev[6] = {
+                { .sequence = 1, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 1000, .path = p },
+                { .sequence = 2, .kind = MP_STORE_EVENT_MODEL_CHANGED, .observed_at = 2000, .path = p },
+                { .sequence = 3, .kind = MP_STORE_EVENT_FINDING, .observed_at = 2500, .path = p,
+                  .finding_kind = "truncated", .finding_detail = "tensor x ends past the file\n(line 2)" },
+                { .sequence = 4, .kind = MP_STORE_EVENT_SCAN_MATCH, .observed_at = 2600, .path = p,
+                  .match_entry = "llama-base", .match_verdict = "derived", .match_relation = "fine-tune",
+                  .match_score = 0.93 },
+                { .sequence = 5, .kind = MP_STORE_EVENT_MODEL_REMOVED, .observed_at = 3000, .path = p },
+                { .sequence = 6, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 4000, .path = p },
+        };
+        digest_of(1, ev[0].model_digest);
+        digest_of(2, ev[1].model_digest);
+        digest_of(2, ev[3].model_digest);
+        digest_of(2, ev[4].model_digest);
+        digest_of(1, ev[5].model_digest);       /* the first model comes back */
+
+        /* Step by step, checking the rows after each. */
+        uint8_t d1[MP_STORE_DIGEST_SIZE], d2[MP_STORE_DIGEST_SIZE];
+        digest_of(1, d1);
+        digest_of(2, d2);
+        mp_store_location *l = NULL;
+        size_t n = 0;
+
+        CHECK_EQ(ingest(s, id, ev, 2, 2, 0), 2);
+        CHECK(mp_store_inventory(s, id, false, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        /* Ordered by path then first_seen: d1 (1000) before d2 (2000). */
+        CHECK(memcmp(l[0].model_digest, d1, 32) == 0);
+        CHECK(!l[0].present);
+        CHECK_EQ(l[0].first_seen, 1000);
+        CHECK_EQ(l[0].last_seen, 2000);
+        CHECK(memcmp(l[1].model_digest, d2, 32) == 0);
+        CHECK(l[1].present);
+        CHECK_EQ(l[1].first_seen, 2000);
+        CHECK_STREQ(l[1].hostname, "alpha");
+        CHECK_STREQ(l[1].path, p);
+        mp_store_locations_free(l, n);
+
+        CHECK_EQ(ingest(s, id, ev + 2, 3, 3, 0), 5);
+        CHECK(mp_store_inventory(s, id, true, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 0);                                  /* removal closed it */
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_inventory(s, id, false, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        CHECK(!l[1].present);
+        CHECK_EQ(l[1].last_seen, 3000);
+        mp_store_locations_free(l, n);
+
+        CHECK_EQ(ingest(s, id, ev + 5, 1, 1, 0), 6);
+        CHECK(mp_store_inventory(s, NULL, true, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        CHECK(memcmp(l[0].model_digest, d1, 32) == 0);
+        CHECK(l[0].present);
+        CHECK_EQ(l[0].first_seen, 1000);                 /* first seen kept across the gap */
+        CHECK_EQ(l[0].last_seen, 4000);
+        mp_store_locations_free(l, n);
+
+        /* The other host's inventory is its own. */
+        mp_store_event mine = added(1, p, 2);
+        CHECK_EQ(ingest(s, other, &mine, 1, 1, 0), 1);
+        CHECK(mp_store_inventory(s, other, false, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        CHECK_STREQ(l[0].host_id, other);
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_locations(s, d2, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 2);                                  /* alpha (closed) and beta (present) */
+        CHECK(l[0].present != l[1].present);
+        mp_store_locations_free(l, n);
+
+        /* History of the path, per host and over all hosts. */
+        mp_store_history_entry *h = NULL;
+        CHECK(mp_store_history(s, id, p, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 6);
+        static const mp_store_event_kind kinds[6] = {
+                MP_STORE_EVENT_MODEL_ADDED, MP_STORE_EVENT_MODEL_CHANGED, MP_STORE_EVENT_FINDING,
+                MP_STORE_EVENT_SCAN_MATCH, MP_STORE_EVENT_MODEL_REMOVED, MP_STORE_EVENT_MODEL_ADDED,
+        };
+        for (size_t i = 0; i < 6; i++) {
+                CHECK_EQ(h[i].kind, kinds[i]);
+                CHECK_EQ(h[i].observed_at, ev[i].observed_at);
+        }
+        CHECK(!h[2].has_digest);
+        CHECK_STREQ(h[2].finding_kind, "truncated");
+        CHECK_STREQ(h[2].finding_detail, "tensor x ends past the file\n(line 2)");
+        CHECK(!h[2].match_entry);
+        CHECK_STREQ(h[3].match_entry, "llama-base");
+        CHECK_STREQ(h[3].match_verdict, "derived");
+        CHECK_STREQ(h[3].match_relation, "fine-tune");
+        CHECK(fabs(h[3].match_score - 0.93) < 1e-12);
+        CHECK(!h[3].finding_kind);
+        mp_store_history_free(h, n);
+        CHECK(mp_store_history(s, NULL, p, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 7);
+        mp_store_history_free(h, n);
+        CHECK(mp_store_history(s, NULL, "/nowhere", &h, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        mp_store_history_free(h, n);
+
+        mp_store_close(s);
+        free(path);
+        free(dir);
+}
+
+/* ---- fingerprints ------------------------------------------------------- */
+
+static int count_cb(const mp_store_fingerprint_info *info, void *userdata) {
+        size_t *n = userdata;
+        mp_fingerprint *fp = NULL;
+        /* The columns agree with the record they were extracted from. */
+        CHECK(mp_fingerprint_unpack("stored", info->record, info->record_len, &fp, NULL) == 0);
+        CHECK(memcmp(fp->model_digest.data, info->digest, 32) == 0);
+        CHECK_STREQ(fp->name, info->name);
+        CHECK_EQ(fp->parameter_count, info->params);
+        CHECK_EQ(fp->n_tensors, info->n_tensors);
+        mp_fingerprint_free(fp);
+        (*n)++;
+        return 0;
+}
+
+static int stop_cb(const mp_store_fingerprint_info *info, void *userdata) {
+        (*(size_t *) userdata)++;
+        return 1;
+}
+
+static size_t count_fingerprints(mp_store *s, const mp_store_fingerprint_filter *f) {
+        size_t n = 0;
+        CHECK(mp_store_foreach_fingerprint(s, f, count_cb, &n, NULL) == 0);
+        return n;
+}
+
+static void test_fingerprints_zoo(void) {
+        const char *zoo = test_zoo();
+        if (!zoo)
+                return;
+        static const char *const models[] = { "llama/base-1", "llama/sft-light", "gpt2/base-1" };
+        mp_fingerprint *fp[3];
+        uint8_t *rec[3];
+        size_t len[3];
+        for (size_t i = 0; i < 3; i++) {
+                fp[i] = zoo_fingerprint(zoo, models[i]);
+                CHECK(mp_fingerprint_pack(fp[i], &rec[i], &len[i]) == 0);
+                CHECK(fp[i]->signals && fp[i]->signals->arch_hash[0]);
+        }
+        CHECK(strcmp(fp[0]->signals->arch_hash, fp[2]->signals->arch_hash) != 0);
+
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char a[MP_STORE_HOST_ID_SIZE], b[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, a);
+        enroll(s, "beta", "machine-b", 2, b);
+
+        /* alpha holds all three, beta a copy of llama/base-1 elsewhere. */
+        mp_store_event ev[3];
+        for (size_t i = 0; i < 3; i++) {
+                ev[i] = (mp_store_event) { .sequence = i + 1, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 5,
+                                           .path = models[i], .record = rec[i], .record_len = len[i] };
+                memcpy(ev[i].model_digest, fp[i]->model_digest.data, 32);
+        }
+        CHECK_EQ(ingest(s, a, ev, 3, 3, 0), 3);
+        mp_store_event copy = ev[0];
+        copy.sequence = 1;
+        copy.path = "/home/bob/llama";
+        CHECK_EQ(ingest(s, b, &copy, 1, 1, 0), 1);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), 3);   /* one per digest */
+
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_locations(s, ev[0].model_digest, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        bool seen_a = false, seen_b = false;
+        for (size_t i = 0; i < n; i++) {
+                seen_a |= strcmp(l[i].host_id, a) == 0 && strcmp(l[i].path, "llama/base-1") == 0;
+                seen_b |= strcmp(l[i].host_id, b) == 0 && strcmp(l[i].path, "/home/bob/llama") == 0;
+                CHECK(l[i].present);
+        }
+        CHECK(seen_a && seen_b);
+        mp_store_locations_free(l, n);
+
+        uint8_t *back = NULL;
+        size_t back_len = 0;
+        CHECK(mp_store_fingerprint(s, ev[2].model_digest, &back, &back_len, NULL) == 0);
+        CHECK_EQ(back_len, len[2]);
+        CHECK(memcmp(back, rec[2], len[2]) == 0);
+        free(back);
+        uint8_t none[32];
+        digest_of(424242, none);
+        mp_error err;
+        CHECK_EQ(mp_store_fingerprint(s, none, &back, &back_len, &err), -ENOENT);
+        CHECK(mp_store_locations(s, none, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        mp_store_locations_free(l, n);
+
+        /* The pre-filter. */
+        CHECK_EQ(count_fingerprints(s, NULL), 3);
+        mp_store_fingerprint_filter f = { .arch_hash = fp[0]->signals->arch_hash };
+        size_t same_arch = strcmp(fp[0]->signals->arch_hash, fp[1]->signals->arch_hash) == 0 ? 2 : 1;
+        CHECK_EQ(count_fingerprints(s, &f), same_arch);
+        f = (mp_store_fingerprint_filter) { .family_hash = fp[2]->signals->family_hash };
+        CHECK(count_fingerprints(s, &f) >= 1);
+        f = (mp_store_fingerprint_filter) { .arch_hash = other_arch };
+        CHECK_EQ(count_fingerprints(s, &f), 0);
+        f = (mp_store_fingerprint_filter) { .min_params = fp[2]->parameter_count,
+                                            .max_params = fp[2]->parameter_count };
+        size_t want = 0;
+        for (size_t i = 0; i < 3; i++)
+                want += fp[i]->parameter_count == fp[2]->parameter_count;
+        CHECK_EQ(count_fingerprints(s, &f), want);
+        size_t calls = 0;
+        CHECK(mp_store_foreach_fingerprint(s, NULL, stop_cb, &calls, NULL) == 0);
+        CHECK_EQ(calls, 1);
+
+        mp_store_close(s);
+        for (size_t i = 0; i < 3; i++) {
+                free(rec[i]);
+                mp_fingerprint_free(fp[i]);
+        }
+        free(path);
+        free(dir);
+}
+
+/* ---- hostile input ------------------------------------------------------ */
+
+static void expect_refused(mp_store *s, const char *id, const mp_store_event *ev, size_t n, int code,
+                           const char *reason) {
+        mp_error err;
+        uint64_t acked = 777;
+        int r = mp_store_ingest(s, id, ev, n, &acked, NULL, NULL, &err);
+        if (r != code)
+                fprintf(stderr, "got %d (%s), want %d\n", r, r < 0 ? err.reason : "", code);
+        CHECK_EQ(r, code);
+        CHECK_EQ(acked, 777);           /* untouched on failure */
+        if (reason && !strstr(err.reason, reason)) {
+                fprintf(stderr, "reason \"%s\" lacks \"%s\"\n", err.reason, reason);
+                CHECK(false);
+        }
+}
+
+static void test_hostile(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+        mp_error err;
+
+        /* Each batch starts with a valid event 1: nothing of it may stay. */
+        mp_store_event ev[2] = { added(1, "/ok", 1), added(2, "/bad", 2) };
+#define REFUSE(setup, code, reason)                                     \
+        do {                                                            \
+                ev[1] = added(2, "/bad", 2);                            \
+                setup;                                                  \
+                expect_refused(s, id, ev, 2, code, reason);             \
+        } while (0)
+
+        REFUSE(ev[1].sequence = 0, -EINVAL, "sequence");
+        REFUSE(ev[1].sequence = (uint64_t) INT64_MAX + 1, -EINVAL, "sequence");
+        REFUSE(ev[1].kind = 99, -EINVAL, "unknown event kind");
+        REFUSE(ev[1].kind = 0, -EINVAL, "unknown event kind");
+        REFUSE(ev[1].observed_at = -1, -EINVAL, "time");
+        REFUSE(ev[1].path = NULL, -EINVAL, "path");
+        REFUSE(ev[1].path = "", -EINVAL, "path");
+        REFUSE(ev[1].path = "/bad\xff\xfe", -EINVAL, "UTF-8");
+        char *long_path = malloc(MP_STORE_MAX_PATH + 2);
+        memset(long_path, 'x', MP_STORE_MAX_PATH + 1);
+        long_path[MP_STORE_MAX_PATH + 1] = 0;
+        REFUSE(ev[1].path = long_path, -EINVAL, "longer than");
+        REFUSE(memset(ev[1].model_digest, 0, 32), -EINVAL, "without a model digest");
+        REFUSE(ev[1].finding_kind = "x", -EINVAL, "finding fields");
+        REFUSE(ev[1].match_score = 0.5, -EINVAL, "match fields");
+        REFUSE((ev[1].kind = MP_STORE_EVENT_FINDING, ev[1].finding_kind = "a\nb"), -EINVAL, "control");
+        REFUSE((ev[1].kind = MP_STORE_EVENT_FINDING), -EINVAL, "finding kind");
+        REFUSE((ev[1].kind = MP_STORE_EVENT_SCAN_MATCH, ev[1].match_entry = "e", ev[1].match_verdict = "v",
+                ev[1].match_score = NAN), -EINVAL, "finite");
+        REFUSE((ev[1].kind = MP_STORE_EVENT_SCAN_MATCH, ev[1].match_entry = "e"), -EINVAL, "match verdict");
+        static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
+        REFUSE((ev[1].record = junk, ev[1].record_len = sizeof(junk)), -EBADMSG, "fingerprint");
+        REFUSE((ev[1].record = junk, ev[1].record_len = 0), -EINVAL, "disagree");
+        REFUSE((ev[1].kind = MP_STORE_EVENT_MODEL_REMOVED, ev[1].record = junk, ev[1].record_len = sizeof(junk)),
+               -EINVAL, "carry a record");
+        uint8_t d9[32];
+        digest_of(9, d9);
+        size_t mlen;
+        uint8_t *mismatch = make_record("m", d9, llama_arch, 7, &mlen);
+        REFUSE((ev[1].record = mismatch, ev[1].record_len = mlen), -EBADMSG, "model digest");
+        uint8_t *huge = calloc(1, MP_STORE_MAX_RECORD + 1);
+        CHECK(huge);
+        REFUSE((ev[1].record = huge, ev[1].record_len = MP_STORE_MAX_RECORD + 1), -EINVAL, "limit");
+        free(huge);
+        /* A record with a control character in its format column. */
+        uint8_t d2[32];
+        digest_of(2, d2);
+        mp_fingerprint fp;
+        modelprov__v1__fingerprint__init(&fp);
+        fp.record_version = MP_FINGERPRINT_RECORD_VERSION;
+        fp.format = (char *) "safe\033[2Jtensors";
+        fp.model_digest.data = d2;
+        fp.model_digest.len = 32;
+        uint8_t *esc;
+        size_t esc_len;
+        CHECK(mp_fingerprint_pack(&fp, &esc, &esc_len) == 0);
+        REFUSE((ev[1].record = esc, ev[1].record_len = esc_len), -EINVAL, "record format");
+        /* An unsupported record version. */
+        fp.format = (char *) "safetensors";
+        fp.record_version = 99;
+        uint8_t *v99;
+        size_t v99_len;
+        CHECK(mp_fingerprint_pack(&fp, &v99, &v99_len) == 0);
+        REFUSE((ev[1].record = v99, ev[1].record_len = v99_len), -ENOTSUP, "version");
+#undef REFUSE
+
+        /* Too many events. */
+        mp_store_event *many = calloc(MP_STORE_MAX_BATCH + 1, sizeof(*many));
+        for (size_t i = 0; i <= MP_STORE_MAX_BATCH; i++)
+                many[i] = added(i + 1, "/many", 1);
+        expect_refused(s, id, many, MP_STORE_MAX_BATCH + 1, -EINVAL, "batch");
+        free(many);
+
+        /* Records that each fit but together exceed the batch limit (never
+         * read: the sizes are checked first). */
+        enum { N_BIG = MP_STORE_MAX_BATCH_BYTES / MP_STORE_MAX_RECORD + 1 };
+        uint8_t *big = calloc(1, MP_STORE_MAX_RECORD);
+        mp_store_event bigs[N_BIG];
+        for (size_t i = 0; i < N_BIG; i++) {
+                bigs[i] = added(i + 1, "/big", (unsigned) i + 1);
+                bigs[i].record = big;
+                bigs[i].record_len = MP_STORE_MAX_RECORD;
+        }
+        expect_refused(s, id, bigs, N_BIG, -EINVAL, "in all");
+        free(big);
+
+        /* Bad host ids. */
+        expect_refused(s, "not-a-uuid", ev, 1, -EINVAL, "UUID");
+        expect_refused(s, "01234567-89AB-4cde-8f01-23456789abcd", ev, 1, -EINVAL, "UUID");
+        expect_refused(s, "01234567-89ab-4cde-8f01-23456789abcd", ev, 1, -ENOENT, "unknown host");
+
+        /* Nothing of any of it was stored. */
+        CHECK_EQ(host_last_seq(s, id), 0);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM events"), 0);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory"), 0);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), 0);
+
+        /* Enrollment. */
+        uint8_t key[32] = { 0 };
+        char out[MP_STORE_HOST_ID_SIZE];
+        mp_host_info bad[] = {
+                { .hostname = "evil\nhost", .machine_id = "m", .agent_version = "1" },
+                { .hostname = "", .machine_id = "m", .agent_version = "1" },
+                { .hostname = "h", .machine_id = NULL, .agent_version = "1" },
+                { .hostname = "h", .machine_id = "m", .agent_version = "1", .os = "\x7f" },
+                { .hostname = long_path, .machine_id = "m", .agent_version = "1" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK_EQ(mp_store_enroll(s, &bad[i], key, out, &err), -EINVAL);
+        mp_store_host *h = NULL;
+        size_t n = 0;
+        CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        mp_store_hosts_free(h, n);
+        CHECK_EQ(mp_store_heartbeat(s, id, "1\n2", 1, &err), -EINVAL);
+        CHECK_EQ(mp_store_heartbeat(s, id, "1", -5, &err), -EINVAL);
+        mp_store_history_entry *he = NULL;
+        CHECK_EQ(mp_store_history(s, "x", NULL, &he, &n, &err), -EINVAL);
+        mp_store_location *l = NULL;
+        CHECK_EQ(mp_store_inventory(s, "x", false, &l, &n, &err), -EINVAL);
+        mp_store_fingerprint_filter f = { .max_params = UINT64_MAX };
+        CHECK_EQ(mp_store_foreach_fingerprint(s, &f, count_cb, &n, &err), -EINVAL);
+
+        /* After all that, the valid event goes in. */
+        CHECK_EQ(ingest(s, id, ev, 1, 1, 0), 1);
+
+        mp_store_close(s);
+        free(long_path);
+        free(mismatch);
+        free(esc);
+        free(v99);
+        free(path);
+        free(dir);
+}
+
+/* ---- concurrency -------------------------------------------------------- */
+
+static void writer_child(const char *path, const char *id, unsigned base) {
+        mp_store *s = open_store(path);
+        char paths[10][64];
+        for (uint64_t next = 1; next <= 600; next += 10) {
+                mp_store_event ev[10];
+                for (unsigned k = 0; k < 10; k++) {
+                        snprintf(paths[k], sizeof(paths[k]), "/w/%llu", (unsigned long long) (next + k));
+                        ev[k] = added(next + k, paths[k], base + (unsigned) (next + k));
+                }
+                uint64_t acked;
+                mp_error err;
+                if (mp_store_ingest(s, id, ev, 10, &acked, NULL, NULL, &err) < 0) {
+                        fprintf(stderr, "writer %u: %s\n", base, err.reason);
+                        _exit(2);
+                }
+                if (acked != next + 9)
+                        _exit(3);
+        }
+        mp_store_close(s);
+        _exit(0);
+}
+
+static void test_two_writers(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        char a[MP_STORE_HOST_ID_SIZE], b[MP_STORE_HOST_ID_SIZE];
+        mp_store *s = open_store(path);
+        enroll(s, "alpha", "machine-a", 1, a);
+        enroll(s, "beta", "machine-b", 2, b);
+        mp_store_close(s);
+
+        pid_t pa = fork();
+        CHECK(pa >= 0);
+        if (pa == 0)
+                writer_child(path, a, 0);
+        pid_t pb = fork();
+        CHECK(pb >= 0);
+        if (pb == 0)
+                writer_child(path, b, 100000);
+
+        /* A reader meanwhile (WAL: never blocked by the writers). */
+        s = open_store(path);
+        for (int i = 0; i < 20; i++) {
+                mp_store_location *l = NULL;
+                size_t n = 0;
+                CHECK(mp_store_inventory(s, NULL, true, &l, &n, NULL) == 0);
+                mp_store_locations_free(l, n);
+        }
+        mp_store_close(s);
+
+        int status;
+        CHECK(waitpid(pa, &status, 0) == pa);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(waitpid(pb, &status, 0) == pb);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        check_events_exactly_once(path, a, 600);
+        check_events_exactly_once(path, b, 600);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory WHERE present = 1"), 1200);
+        free(path);
+        free(dir);
+}
+
+/* ---- catalog ------------------------------------------------------------ */
+
+static void test_catalog_distribution(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        mp_error err;
+        char version[MP_STORE_CATALOG_VERSION_SIZE];
+
+        CHECK_EQ(mp_store_get_catalog(s, NULL, NULL, version, &err), -ENOENT);
+
+        /* A real (empty) catalog file. */
+        char *cat_path = test_path(dir, "catalog.db");
+        mp_catalog *cat = NULL;
+        CHECK(mp_catalog_open(cat_path, true, &cat, NULL) == 0);
+        mp_catalog_close(cat);
+        size_t len;
+        char *bytes = test_read(cat_path, &len);
+
+        CHECK(mp_store_put_catalog(s, (const uint8_t *) bytes, len, version, &err) == 0);
+        uint8_t md[32];
+        unsigned mdn;
+        CHECK(EVP_Digest(bytes, len, md, &mdn, EVP_sha256(), NULL) == 1);
+        char hex[65];
+        for (unsigned i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        CHECK_STREQ(version, hex);
+
+        char v2[MP_STORE_CATALOG_VERSION_SIZE];
+        uint8_t *back = NULL;
+        size_t back_len = 0;
+        CHECK(mp_store_get_catalog(s, &back, &back_len, v2, NULL) == 0);
+        CHECK_STREQ(v2, hex);
+        CHECK_EQ(back_len, len);
+        CHECK(memcmp(back, bytes, len) == 0);
+        free(back);
+        memset(v2, 0, sizeof(v2));
+        CHECK(mp_store_get_catalog(s, NULL, NULL, v2, NULL) == 0);
+        CHECK_STREQ(v2, hex);
+
+        /* Refused: not SQLite, too short; the current one stays. */
+        static const char junk[200] = "PK\003\004 not a catalog";
+        CHECK_EQ(mp_store_put_catalog(s, (const uint8_t *) junk, sizeof(junk), v2, &err), -EBADMSG);
+        CHECK_EQ(mp_store_put_catalog(s, (const uint8_t *) bytes, 50, v2, &err), -EBADMSG);
+        CHECK_EQ(mp_store_put_catalog(s, (const uint8_t *) bytes, (size_t) MP_STORE_MAX_CATALOG + 1, v2, &err),
+                 -EINVAL);
+        CHECK(mp_store_get_catalog(s, NULL, NULL, v2, NULL) == 0);
+        CHECK_STREQ(v2, hex);
+
+        /* A new upload replaces it, across a reopen. */
+        bytes[len - 1] ^= 1;
+        CHECK(mp_store_put_catalog(s, (const uint8_t *) bytes, len, version, NULL) == 0);
+        CHECK(strcmp(version, hex) != 0);
+        mp_store_close(s);
+        s = open_store(path);
+        CHECK(mp_store_get_catalog(s, &back, &back_len, v2, NULL) == 0);
+        CHECK_STREQ(v2, version);
+        CHECK(memcmp(back, bytes, len) == 0);
+        free(back);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM catalog"), 1);
+
+        mp_store_close(s);
+        free(bytes);
+        free(cat_path);
+        free(path);
+        free(dir);
+}
+
+/* ---- rate --------------------------------------------------------------- */
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Model reports with distinct realistic records (a zoo record under new
+ * digests), batches of 50, one process.  Printed, never asserted. */
+static void test_ingest_rate(void) {
+        const char *zoo = test_zoo();
+        if (!zoo)
+                return;
+        enum { N = 2000, BATCH = 50 };
+        mp_fingerprint *fp = zoo_fingerprint(zoo, "llama/base-1");
+        uint8_t **rec = calloc(N, sizeof(*rec));
+        size_t *len = calloc(N, sizeof(*len));
+        char (*paths)[32] = calloc(N, sizeof(*paths));
+        mp_store_event *ev = calloc(N, sizeof(*ev));
+        uint8_t digest[32], *own = fp->model_digest.data;
+        fp->model_digest.data = digest;
+        for (unsigned i = 0; i < N; i++) {
+                digest_of(i + 1, digest);
+                CHECK(mp_fingerprint_pack(fp, &rec[i], &len[i]) == 0);
+                snprintf(paths[i], sizeof(paths[i]), "/models/%u", i);
+                ev[i] = added(i + 1, paths[i], i + 1);
+                ev[i].record = rec[i];
+                ev[i].record_len = len[i];
+        }
+        fp->model_digest.data = own;
+
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+        double t0 = now_s();
+        for (size_t i = 0; i < N; i += BATCH)
+                CHECK_EQ(ingest(s, id, ev + i, BATCH, BATCH, 0), i + BATCH);
+        double dt = now_s() - t0;
+        fprintf(stderr, "   ingest: %d model reports (%zu-byte records, batches of %d) in %.3f s = %.0f/s\n", N,
+                len[0], BATCH, dt, N / dt);
+        mp_store_close(s);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), N);
+
+        for (unsigned i = 0; i < N; i++)
+                free(rec[i]);
+        free(rec);
+        free(len);
+        free(paths);
+        free(ev);
+        mp_fingerprint_free(fp);
+        free(path);
+        free(dir);
+}
+
+int main(void) {
+        RUN(test_open_reopen);
+        RUN(test_refusals);
+        RUN(test_enroll);
+        RUN(test_ingest_replays);
+        RUN(test_crash_safety);
+        RUN(test_inventory_history);
+        RUN(test_fingerprints_zoo);
+        RUN(test_hostile);
+        RUN(test_two_writers);
+        RUN(test_catalog_distribution);
+        RUN(test_ingest_rate);
+        return 0;
+}
