@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "compare/compare_internal.h"
+#include "signals/tensor_role.h"
 #include "util/macro.h"
 
 static const char *const signal_names[_MP_SIG_MAX] = {
@@ -114,13 +115,11 @@ static bool is_quantized(const char *dtype) {
         return dtype[0] == 'Q' || strncmp(dtype, "IQ", 2) == 0 || strncmp(dtype, "TQ", 2) == 0;
 }
 
+/* Rows of the token embedding, by the same name rules the pass used. */
 static uint64_t embedding_rows(const mp_fingerprint *fp) {
-        for (size_t i = 0; i < fp->n_tensors; i++) {
-                const char *n = fp->tensors[i]->name;
-                if ((strstr(n, "embed_tokens.") || strstr(n, "wte.") || strstr(n, "word_embeddings.")) &&
-                    fp->tensors[i]->n_shape == 2)
+        for (size_t i = 0; i < fp->n_tensors; i++)
+                if (fp->tensors[i]->n_shape == 2 && mp_tensor_kind_of(fp->tensors[i]->name).role == MP_TR_EMBED)
                         return fp->tensors[i]->shape[0];
-        }
         return 0;
 }
 

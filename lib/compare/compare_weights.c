@@ -72,15 +72,10 @@ static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
                 return false;
         *v = (tview) { .t = t, .kind = mp_tensor_kind_of(t->name), .n_dims = (uint32_t) t->n_shape, .n_elements = 1 };
         v->wvc = wvc_eligible(t->name, v->kind.role);
-        for (size_t d = 0; d < t->n_shape; d++) {
-                v->shape[d] = t->shape[d];
+        for (size_t d = 0; d < t->n_shape; d++)
                 if (__builtin_mul_overflow(v->n_elements, t->shape[d], &v->n_elements))
                         v->n_elements = UINT64_MAX;
-        }
-        if ((t->flags & MP_TENSOR_TRANSPOSED) && t->n_shape == 2) {
-                v->shape[0] = t->shape[1];
-                v->shape[1] = t->shape[0];
-        }
+        mp_hf_shape(t->shape, v->n_dims, t->flags, v->shape);
         return true;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "compare/compare_internal.h"
+#include "signals/sample.h"
 #include "util/macro.h"
 
 const char *mp_diff_status_name(mp_diff_status s) {
@@ -34,16 +35,20 @@ static const Modelprov__V1__TensorDigest **sorted_tensors(const mp_fingerprint *
         return v;
 }
 
+/* Same shape in HF order (one side may store a matrix transposed). */
 static bool same_shape(const Modelprov__V1__TensorDigest *a, const Modelprov__V1__TensorDigest *b) {
-        return a->n_shape == b->n_shape && memcmp(a->shape, b->shape, a->n_shape * sizeof(uint64_t)) == 0 &&
-               (a->flags & 2) == (b->flags & 2);
+        uint64_t sa[MP_MAX_DIMS], sb[MP_MAX_DIMS];
+        if (a->n_shape != b->n_shape || a->n_shape > MP_MAX_DIMS)
+                return false;
+        mp_hf_shape(a->shape, (uint32_t) a->n_shape, a->flags, sa);
+        mp_hf_shape(b->shape, (uint32_t) b->n_shape, b->flags, sb);
+        return memcmp(sa, sb, a->n_shape * sizeof(uint64_t)) == 0;
 }
 
 static mp_diff_entry pair_entry(const Modelprov__V1__TensorDigest *a, const Modelprov__V1__TensorDigest *b) {
         mp_diff_entry e = { .name = a->name, .a = a, .b = b, .rel_change = NAN };
-        /* transposed storage on one side only still pairs: compare HF shapes */
         double rc = mp_record_rel_change(a, b);
-        if (!same_shape(a, b) && isnan(rc))
+        if (!same_shape(a, b))
                 e.status = MP_DIFF_RESHAPED;
         else if (strcmp(a->dtype, b->dtype) == 0 && a->xxh3_128.len == 16 && b->xxh3_128.len == 16 &&
                  memcmp(a->xxh3_128.data, b->xxh3_128.data, 16) == 0)

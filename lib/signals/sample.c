@@ -14,12 +14,18 @@ static uint64_t mix64(uint64_t x) {
         return x ^ (x >> 31);
 }
 
-void mp_tensor_hf_shape(const mp_tensor *t, uint64_t shape[MP_MAX_DIMS]) {
-        memcpy(shape, t->shape, sizeof(t->shape));
-        if ((t->flags & MP_TENSOR_TRANSPOSED) && t->n_dims == 2) {
-                shape[0] = t->shape[1];
-                shape[1] = t->shape[0];
+void mp_hf_shape(const uint64_t *stored, uint32_t n_dims, uint32_t flags, uint64_t shape[MP_MAX_DIMS]) {
+        assert(n_dims <= MP_MAX_DIMS);
+        memset(shape, 0, MP_MAX_DIMS * sizeof(uint64_t));
+        memcpy(shape, stored, n_dims * sizeof(uint64_t));
+        if ((flags & MP_TENSOR_TRANSPOSED) && n_dims == 2) {
+                shape[0] = stored[1];
+                shape[1] = stored[0];
         }
+}
+
+void mp_tensor_hf_shape(const mp_tensor *t, uint64_t shape[MP_MAX_DIMS]) {
+        mp_hf_shape(t->shape, t->n_dims, t->flags, shape);
 }
 
 uint64_t mp_sample_position(const uint64_t *shape, uint32_t n_dims, uint64_t n_elements, size_t j) {

@@ -22,6 +22,11 @@
 #define MP_SAMPLE_PER_EMBEDDING 256     /* token embedding and LM head */
 #define MP_SAMPLE_ROW_SPAN 1024
 
+/* A stored shape in HF order: a 2-D tensor flagged MP_TENSOR_TRANSPOSED
+ * swaps its dimensions, anything else is copied (n_dims <= MP_MAX_DIMS).
+ * Used for tensors of an open model and of a record alike. */
+void mp_hf_shape(const uint64_t *stored, uint32_t n_dims, uint32_t flags, uint64_t shape[MP_MAX_DIMS]);
+
 /* The tensor's shape in HF order (undoing a converter's transpose). */
 void mp_tensor_hf_shape(const mp_tensor *t, uint64_t shape[MP_MAX_DIMS]);
 

@@ -154,19 +154,6 @@ mp_tensor_kind mp_tensor_kind_of(const char *name) {
         return k;
 }
 
-mp_role_class mp_role_class_of(mp_tensor_kind k, uint32_t n_dims) {
-        if (k.layer < 0 || k.role == MP_TR_NORM || k.is_bias)
-                return MP_RC_NONE;
-        switch (k.role) {
-        case MP_TR_ATTN_Q: case MP_TR_ATTN_K: case MP_TR_ATTN_V: case MP_TR_ATTN_O: case MP_TR_ATTN_QKV:
-                return MP_RC_ATTENTION;
-        case MP_TR_MLP_GATE: case MP_TR_MLP_UP: case MP_TR_MLP_DOWN: case MP_TR_MLP_GATE_UP:
-                return MP_RC_MLP;
-        default:
-                return n_dims >= 2 ? MP_RC_IDENTITY : MP_RC_NONE;
-        }
-}
-
 const char *mp_tensor_role_name(mp_tensor_role r) {
         static const char *const names[_MP_TR_MAX] = {
                 [MP_TR_OTHER] = "other", [MP_TR_EMBED] = "embed", [MP_TR_POS_EMBED] = "pos-embed",

@@ -24,14 +24,6 @@ typedef enum mp_tensor_role {
         _MP_TR_MAX,
 } mp_tensor_role;
 
-/* The WVC grouping of the reference project. */
-typedef enum mp_role_class {
-        MP_RC_NONE = 0,         /* norms, embeddings, head, non-layer tensors */
-        MP_RC_ATTENTION,
-        MP_RC_MLP,
-        MP_RC_IDENTITY,         /* other layer-indexed tensors of >= 2 dimensions */
-} mp_role_class;
-
 typedef struct mp_tensor_kind {
         mp_tensor_role role;
         int layer;              /* transformer block index, -1 if none */
@@ -39,8 +31,5 @@ typedef struct mp_tensor_kind {
 } mp_tensor_kind;
 
 mp_tensor_kind mp_tensor_kind_of(const char *name);
-
-/* Class for WVC; n_dims of the tensor decides "identity" for other tensors. */
-mp_role_class mp_role_class_of(mp_tensor_kind k, uint32_t n_dims);
 
 const char *mp_tensor_role_name(mp_tensor_role r);
