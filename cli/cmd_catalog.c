@@ -1,5 +1,6 @@
-/* cmd_catalog.c - `modelprov catalog add|list|remove|import`: manage a
- * catalog file of reference fingerprints (lib/catalog/catalog.h). */
+/* cmd_catalog.c - `modelprov catalog add|list|remove|import|push`: manage a
+ * catalog file of reference fingerprints (lib/catalog/catalog.h), and hand
+ * one to the collector for the whole fleet. */
 #include "cmd_catalog.h"
 
 #include <errno.h>
@@ -10,9 +11,12 @@
 
 #include "catalog/catalog.h"
 #include "catalog/import_pk.h"
+#include "collector_conn.h"
 #include "commands.h"
 #include "output.h"
+#include "modelprov.pb-c.h"
 #include "util/macro.h"
+#include "util/source.h"
 #include "util/strutil.h"
 
 #define MAX_LABELS 64
@@ -23,6 +27,7 @@ static void usage(FILE *f) {
                 "       modelprov catalog list CATALOG [--json]\n"
                 "       modelprov catalog remove CATALOG NAME\n"
                 "       modelprov catalog import CATALOG DIR\n"
+                "       modelprov catalog push CATALOG --collector ADDR --token-file F [--ca-file F | --insecure-loopback]\n"
                 "CATALOG: a catalog file (SQLite); add and import create it.\n"
                 "MODEL_OR_FP: anything `modelprov fingerprint` reads, or a record it wrote with -o.\n"
                 "DIR: a model-provenance-kit database (catalog/manifest.json, shards, base features);\n"
@@ -32,7 +37,10 @@ static void usage(FILE *f) {
                 "          --replace            replace an entry of the same name\n"
                 "          -j, --jobs N, -q, --quiet, --ollama-store DIR   as for fingerprint\n"
                 "  list:   --json               entries as a JSON array\n"
-                "Exit codes: 0 ok, 2 error.\n");
+                "  push:   uploads CATALOG to the collector (admin token), which agents fetch\n"
+                "          and scan against; see the collector options below\n");
+        cli_collector_usage(f, "admin token");
+        fprintf(f, "Exit codes: 0 ok, 2 error.\n");
 }
 
 static int open_catalog(const char *path, bool create, mp_catalog **ret) {
@@ -328,30 +336,85 @@ static int catalog_import(int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* ---- push --------------------------------------------------------------- */
+
+/* The catalog file's bytes, once it opened as a catalog (the collector
+ * checks again; a wrong file is better refused here, with its path). */
+static int read_catalog(const char *path, char **ret, size_t *ret_len, size_t *ret_entries) {
+        _cleanup_(mp_catalog_closep) mp_catalog *cat = NULL;
+        if (open_catalog(path, false, &cat) < 0)
+                return -EBADMSG;
+        mp_error err;
+        mp_error_clear(&err);
+        int r = mp_catalog_count(cat, ret_entries, &err);
+        if (r >= 0)
+                /* A request is the file plus a few bytes of framing. */
+                r = mp_read_file_limited(path, path, CLI_COLLECTOR_MAX_MESSAGE - 64, ret, ret_len, &err);
+        if (r == -E2BIG)
+                mp_error_set(&err, r, path, -1, "catalog is larger than the collector takes (%u MiB)",
+                             CLI_COLLECTOR_MAX_MESSAGE >> 20);
+        if (r < 0)
+                cli_print_error(&err);
+        return r;
+}
+
+static int catalog_push(int argc, char **argv) {
+        static const struct option options[] = {
+                CLI_COLLECTOR_LONG_OPTIONS,
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        cli_collector_options co = {0};
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                if (c == 'h') {
+                        usage(stdout);
+                        return EXIT_OK;
+                }
+                r = cli_collector_option(c, optarg, &co);
+                if (r == 0)
+                        usage(stderr);
+                if (r <= 0)
+                        return EXIT_ERROR;
+        }
+        if (cli_want_one_operand(argc, usage) < 0)
+                return EXIT_ERROR;
+        const char *path = argv[optind];
+
+        _cleanup_(freep) char *bytes = NULL;
+        size_t len, entries;
+        if (read_catalog(path, &bytes, &len, &entries) < 0)
+                return EXIT_ERROR;
+        _cleanup_(cli_collector_done) cli_collector cc = {0};
+        if (cli_collector_connect(&co, "admin token", &cc) < 0)
+                return EXIT_ERROR;
+
+        Modelprov__V1__PushCatalogRequest req = MODELPROV__V1__PUSH_CATALOG_REQUEST__INIT;
+        req.catalog = (ProtobufCBinaryData) { len, (uint8_t *) bytes };
+        Modelprov__V1__PushCatalogResponse *resp = NULL;
+        if (cli_collector_call(&cc, "/modelprov.v1.Ingest/PushCatalog", &req.base,
+                               &modelprov__v1__push_catalog_response__descriptor, (ProtobufCMessage **) &resp) < 0)
+                return EXIT_ERROR;
+        char buf[128];
+        printf("pushed %s to collector %s: version %s, %" PRIu64 " %s\n", path, mp_rpc_client_target(cc.client),
+               mp_printable(buf, sizeof(buf), resp->version), resp->entries, resp->entries == 1 ? "entry" : "entries");
+        if (resp->entries != entries)
+                fprintf(stderr, "modelprov: warning: the collector counted %" PRIu64 " entries, %s has %zu\n",
+                        resp->entries, path, entries);
+        modelprov__v1__push_catalog_response__free_unpacked(resp, NULL);
+        return EXIT_OK;
+}
+
 int cmd_catalog(int argc, char **argv) {
-        static const struct {
-                const char *name;
-                int (*run)(int argc, char **argv);
-        } subs[] = {
+        static const cli_subcommand subs[] = {
                 { "add", catalog_add },
                 { "list", catalog_list },
                 { "remove", catalog_remove },
                 { "import", catalog_import },
+                { "push", catalog_push },
         };
 
-        if (argc < 2) {
-                usage(stderr);
-                return EXIT_ERROR;
-        }
-        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-                usage(stdout);
-                return EXIT_OK;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(subs); i++)
-                if (strcmp(argv[1], subs[i].name) == 0)
-                        return subs[i].run(argc - 1, argv + 1);
-        char buf[64];
-        fprintf(stderr, "modelprov: error: unknown catalog command '%s'\n", mp_printable(buf, sizeof(buf), argv[1]));
-        usage(stderr);
-        return EXIT_ERROR;
+        return cli_dispatch(subs, ELEMENTSOF(subs), "catalog command", usage, argc, argv);
 }

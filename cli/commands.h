@@ -8,3 +8,4 @@ int cmd_compare(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_query(int argc, char **argv);

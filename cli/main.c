@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "output.h"
 
+
 typedef struct command {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -19,6 +20,7 @@ static const command commands[] = {
         { "diff",        cmd_diff,        "tensor by tensor: identical, changed, only in one" },
         { "catalog",     cmd_catalog,     "manage a catalog of reference fingerprints (add, list, remove, import)" },
         { "scan",        cmd_scan,        "rank a model's matches in a catalog" },
+        { "query",       cmd_query,       "ask the collector: hosts, inventory, blast radius, model, history" },
 };
 
 static void usage(FILE *f) {

@@ -8,10 +8,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fingerprint/compute.h"
 #include "progress.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 void cli_print_error(const mp_error *err) {
         char buf[MP_ERROR_FILE_MAX + MP_ERROR_REASON_MAX + 64];
@@ -163,4 +165,24 @@ const char *cli_format_bytes(uint64_t n, char *buf, size_t size) {
         else
                 snprintf(buf, size, "%.1f %s", v, units[u]);
         return buf;
+}
+
+int cli_dispatch(const cli_subcommand *subs, size_t n, const char *what, void (*usage)(FILE *f), int argc,
+                 char **argv) {
+        if (argc < 2) {
+                usage(stderr);
+                return EXIT_ERROR;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+                usage(stdout);
+                return EXIT_OK;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(argv[1], subs[i].name) == 0)
+                        return subs[i].run(argc - 1, argv + 1);
+
+        char buf[64];
+        fprintf(stderr, "modelprov: error: unknown %s '%s'\n", what, mp_printable(buf, sizeof(buf), argv[1]));
+        usage(stderr);
+        return EXIT_ERROR;
 }

@@ -72,6 +72,18 @@ int cli_want_operands(int argc, int n, void (*usage)(FILE *f));
  * anything else. */
 int cli_parse_help_only(int argc, char **argv, void (*usage)(FILE *f));
 
+/* A command with subcommands (`catalog add`, `query hosts`). */
+typedef struct cli_subcommand {
+        const char *name;
+        int (*run)(int argc, char **argv);      /* argv[0] is the subcommand */
+} cli_subcommand;
+
+/* Runs the subcommand argv[1] names; --help/-h prints usage (exit 0); a
+ * missing or unknown one prints usage to stderr and returns EXIT_ERROR.
+ * what names them in the error ("catalog command"). */
+int cli_dispatch(const cli_subcommand *subs, size_t n, const char *what, void (*usage)(FILE *f), int argc,
+                 char **argv);
+
 /* Prints a JSON value to stdout, indented, with a final newline. */
 int cli_print_json(json_t *j);
 

@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "collector/store_engine.h"
 #include "fingerprint/record.h"
+#include "signals/tensor_role.h"
 #include "util/bump.h"
 #include "util/macro.h"
 #include "util/strutil.h"
@@ -91,7 +93,226 @@ static void sha256_hex(const uint8_t *buf, size_t len, char out[MP_STORE_CATALOG
                 snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* ---- structure ---------------------------------------------------------- */
+
+/* Absurd values (a hostile record) read as unknown: the columns are SQLite
+ * integers. */
+static uint64_t sane(uint64_t v) {
+        return v <= INT64_MAX ? v : 0;
+}
+
+static const Modelprov__V1__TensorDigest *embedding_of(const mp_fingerprint *fp) {
+        for (size_t i = 0; i < fp->n_tensors; i++) {
+                const Modelprov__V1__TensorDigest *t = fp->tensors[i];
+                if (t->n_shape == 2 && mp_tensor_kind_of(t->name).role == MP_TR_EMBED)
+                        return t;
+        }
+        return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+/* The most frequent row width (last dimension) of the >= 2-D tensors, the
+ * larger one on a tie; 0 when there is none.  Sorting a copy keeps this
+ * O(n log n) for hostile tensor counts. */
+static uint64_t common_row_width(const mp_fingerprint *fp) {
+        _cleanup_(freep) uint64_t *w = malloc((fp->n_tensors ? fp->n_tensors : 1) * sizeof(*w));
+        size_t n = 0;
+        if (!w)
+                return 0;       /* unknown: the fingerprint stays a candidate of every query */
+        for (size_t i = 0; i < fp->n_tensors; i++)
+                if (fp->tensors[i]->n_shape >= 2)
+                        w[n++] = fp->tensors[i]->shape[fp->tensors[i]->n_shape - 1];
+        qsort(w, n, sizeof(*w), cmp_u64);
+        uint64_t best = 0;
+        size_t best_run = 0;
+        for (size_t i = 0, run; i < n; i += run) {
+                for (run = 1; i + run < n && w[i + run] == w[i]; run++)
+                        ;
+                if (run >= best_run) {
+                        best = w[i];
+                        best_run = run;
+                }
+        }
+        return best;
+}
+
+static bool has_weight_samples(const mp_fingerprint *fp) {
+        if (!fp->signals || !fp->signals->has_weights)
+                return false;
+        for (size_t i = 0; i < fp->n_tensors; i++)
+                if (fp->tensors[i]->sample.len > 0)
+                        return true;
+        return false;
+}
+
+void mp_store_structure_of(const mp_fingerprint *fp, mp_store_structure *ret) {
+        assert(fp && ret);
+        const Modelprov__V1__TensorDigest *embed = embedding_of(fp);
+        const Modelprov__V1__Architecture *arch = fp->arch;
+
+        uint64_t hidden = arch ? sane(arch->hidden_size) : 0;
+        if (hidden == 0)
+                hidden = embed ? sane(embed->shape[1]) : sane(common_row_width(fp));
+        uint64_t layers = fp->signals ? fp->signals->num_layers : 0;
+        if (layers == 0 && arch)
+                layers = sane(arch->num_layers);
+        uint64_t vocab = arch ? sane(arch->vocab_size) : 0;
+        if (vocab == 0 && embed)
+                vocab = sane(embed->shape[0]);
+
+        *ret = (mp_store_structure) {
+                .hidden_size = hidden,
+                .num_layers = layers,
+                .vocab_size = vocab,
+                .has_weights = has_weight_samples(fp),
+        };
+}
+
+bool mp_store_tensor_keyed(const Modelprov__V1__TensorDigest *t) {
+        assert(t);
+        if (t->xxh3_128.len != 16 || t->n_bytes < MP_STORE_TENSOR_KEY_MIN_BYTES)
+                return false;
+        size_t wide = 0;
+        for (size_t d = 0; d < t->n_shape; d++)
+                wide += t->shape[d] > 1;
+        if (wide < 2)
+                return false;
+        /* A constant tensor (known non-zero norm, no spread) says nothing
+         * about a training run; neither does a 2-D+ ".bias", which is a
+         * buffer (real biases are vectors). */
+        if (t->l2 > 0 && t->std == 0)
+                return false;
+        return !mp_has_suffix(t->name ? t->name : "", ".bias");
+}
+
+uint64_t mp_store_tensor_key(const Modelprov__V1__TensorDigest *t) {
+        assert(t && t->xxh3_128.len == 16);
+        uint64_t k = 0;
+        for (size_t i = 0; i < 8; i++)
+                k = k << 8 | t->xxh3_128.data[i];      /* canonical XXH3-128 is big-endian */
+        return k;
+}
+
+int mp_store_tensor_keys(const mp_fingerprint *fp, uint64_t *keys, size_t max) {
+        assert(fp && (keys || max == 0));
+        _cleanup_(freep) uint64_t *all = malloc((fp->n_tensors ? fp->n_tensors : 1) * sizeof(*all));
+        if (!all)
+                return -ENOMEM;
+        size_t n = 0;
+        for (size_t i = 0; i < fp->n_tensors; i++)
+                if (mp_store_tensor_keyed(fp->tensors[i]))
+                        all[n++] = mp_store_tensor_key(fp->tensors[i]);
+        qsort(all, n, sizeof(*all), cmp_u64);
+
+        /* Distinct: a tied embedding stored twice (GGUF's output copy)
+         * counts once. */
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < max && k < INT_MAX; i++)
+                if (k == 0 || keys[k - 1] != all[i])
+                        keys[k++] = all[i];
+        return (int) k;
+}
+
+/* The structure and tensor keys of fp into c; the keys live in bump. */
+static int structure_columns(const mp_fingerprint *fp, mp_store_fp_columns *c, mp_bump *bump) {
+        mp_store_structure_of(fp, &c->structure);
+        size_t max = fp->n_tensors < MP_STORE_INDEXED_KEYS ? fp->n_tensors : MP_STORE_INDEXED_KEYS;
+        uint64_t *keys = mp_bump_alloc(bump, (max ? max : 1) * sizeof(*keys));
+        if (!keys)
+                return -ENOMEM;
+        int n = mp_store_tensor_keys(fp, keys, max);
+        if (n < 0)
+                return n;
+        c->keys = keys;
+        c->n_keys = (size_t) n;
+        return 0;
+}
+
 /* ---- open --------------------------------------------------------------- */
+
+/* Re-indexing: fingerprints stored before the structural columns existed
+ * (schema 1) get them from their records, REINDEX_BATCH at a time (and at
+ * most REINDEX_BYTES of records held), each batch one transaction. */
+#define REINDEX_BATCH 256
+#define REINDEX_BYTES (64u << 20)
+
+typedef struct reindex_batch {
+        mp_store_fp_index items[REINDEX_BATCH];
+        uint8_t *records[REINDEX_BATCH];
+        size_t lens[REINDEX_BATCH];
+        size_t n, bytes;
+} reindex_batch;
+
+static int reindex_collect(const mp_store_fingerprint_info *info, void *userdata) {
+        reindex_batch *b = userdata;
+        uint8_t *copy = malloc(info->record_len ? info->record_len : 1);
+        if (!copy)
+                return -ENOMEM;
+        if (info->record_len)
+                memcpy(copy, info->record, info->record_len);
+        memcpy(b->items[b->n].digest, info->digest, MP_STORE_DIGEST_SIZE);
+        b->records[b->n] = copy;
+        b->lens[b->n] = info->record_len;
+        b->n++;
+        b->bytes += info->record_len;
+        return b->n == REINDEX_BATCH || b->bytes >= REINDEX_BYTES;
+}
+
+/* The columns of one stored record.  Ingest refused records that do not
+ * unpack; one that does not now (a damaged file) is indexed as having no
+ * weights, so it is neither retried at every open nor ever scored. */
+static int reindex_one(mp_store_fp_index *it, const uint8_t *record, size_t len, mp_bump *bump) {
+        ProtobufCAllocator alloc = mp_bump_protobuf_allocator(bump);
+        mp_fingerprint *fp = NULL;
+        it->fp = (mp_store_fp_columns) { .name = "", .format = "" };
+        if (mp_fingerprint_unpack_with("stored record", record, len, &alloc, &fp, NULL) < 0)
+                return 0;
+        it->fp.name = fp->name;
+        it->fp.format = fp->format;
+        return structure_columns(fp, &it->fp, bump);
+}
+
+static int reindex(mp_store *s, mp_error *err) {
+        _cleanup_(freep) reindex_batch *b = calloc(1, sizeof(*b));
+        if (!b)
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        mp_bump bump = {};
+        int r;
+        do {
+                b->n = b->bytes = 0;
+                r = s->engine->unindexed(s, REINDEX_BATCH, reindex_collect, b, err);
+                if (r == -ENOMEM)       /* from reindex_collect, which cannot fill err */
+                        r = mp_error_set(err, r, NULL, -1, "out of memory");
+                for (size_t i = 0; r >= 0 && i < b->n; i++)
+                        if (reindex_one(&b->items[i], b->records[i], b->lens[i], &bump) < 0)
+                                r = mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+                if (r >= 0 && b->n > 0)
+                        r = s->engine->set_index(s, b->items, b->n, err);
+                for (size_t i = 0; i < b->n; i++)
+                        free(b->records[i]);
+                mp_bump_reset(&bump);
+        } while (r >= 0 && b->n > 0);
+        mp_bump_free(&bump);
+        return r;
+}
+
+static int open_engine(const mp_store_engine *engine, const char *location, mp_store **ret, mp_error *err) {
+        mp_store *s = NULL;
+        int r = engine->open(location, &s, err);
+        if (r < 0)
+                return r;
+        r = reindex(s, err);
+        if (r < 0) {
+                mp_store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
 
 int mp_store_open(const char *url, mp_store **ret, mp_error *err) {
         assert(ret);
@@ -107,7 +328,7 @@ int mp_store_open(const char *url, mp_store **ret, mp_error *err) {
                 if (strlen(engines[i]->scheme) == scheme_len && strncmp(url, engines[i]->scheme, scheme_len) == 0) {
                         if (!colon[1])
                                 return mp_error_set(err, -EINVAL, url, -1, "store URL has an empty location");
-                        return engines[i]->open(colon + 1, ret, err);
+                        return open_engine(engines[i], colon + 1, ret, err);
                 }
 
         char scheme[64];
@@ -116,13 +337,27 @@ int mp_store_open(const char *url, mp_store **ret, mp_error *err) {
 }
 
 void mp_store_close(mp_store *s) {
-        if (s)
-                s->engine->close(s);
+        if (!s)
+                return;
+        for (size_t i = 0; i < MP_STORE_MAX_HELPERS; i++)
+                mp_store_close(s->helpers[i]);
+        s->engine->close(s);
 }
 
 int mp_store_schema_version(mp_store *s) {
         assert(s);
         return s->engine->schema_version(s);
+}
+
+int mp_store_helper(mp_store *s, unsigned i, mp_store **ret, mp_error *err) {
+        assert(s && ret && i < MP_STORE_MAX_HELPERS);
+        if (!s->helpers[i]) {
+                int r = s->engine->open_another(s, &s->helpers[i], err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = s->helpers[i];
+        return 0;
 }
 
 /* ---- hosts -------------------------------------------------------------- */
@@ -224,7 +459,8 @@ static int extract_columns(mp_store_item *it, mp_bump *bump, const char *what, m
         };
         if (it->fp.params > INT64_MAX)
                 return mp_error_set(err, -EBADMSG, NULL, -1, "%s: absurd parameter count", what);
-        return 0;
+        r = structure_columns(fp, &it->fp, bump);
+        return r < 0 ? mp_error_set(err, r, NULL, -1, "out of memory") : 0;
 }
 
 static int check_event(mp_store_item *it, size_t index, mp_bump *bump, mp_error *err) {
@@ -349,7 +585,16 @@ int mp_store_ingest(mp_store *s, const char *host_id, const mp_store_event *even
 
 int mp_store_hosts(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err) {
         assert(s && ret && n);
-        return s->engine->hosts(s, ret, n, err);
+        return s->engine->hosts(s, NULL, ret, n, err);
+}
+
+int mp_store_get_host(mp_store *s, const char *host_id, mp_store_host **ret, mp_error *err) {
+        assert(s && ret);
+        int r = check_host_id(host_id, err);
+        if (r < 0)
+                return r;
+        size_t n = 0;
+        return s->engine->hosts(s, host_id, ret, &n, err);
 }
 
 void mp_store_hosts_free(mp_store_host *h, size_t n) {
@@ -383,6 +628,7 @@ void mp_store_locations_free(mp_store_location *l, size_t n) {
         for (size_t i = 0; l && i < n; i++) {
                 free(l[i].hostname);
                 free(l[i].path);
+                free(l[i].model_name);
         }
         free(l);
 }
@@ -425,7 +671,21 @@ int mp_store_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_filter 
                 r = check_text(filter->family_hash, "family hash", 128, true, true, err);
         if (r >= 0 && (filter->min_params > INT64_MAX || filter->max_params > INT64_MAX))
                 r = mp_error_set(err, -EINVAL, NULL, -1, "parameter range beyond 2^63-1");
+        if (r >= 0 && filter->hidden_size > INT64_MAX)
+                r = mp_error_set(err, -EINVAL, NULL, -1, "hidden size beyond 2^63-1");
         return r < 0 ? r : s->engine->foreach_fingerprint(s, filter, cb, userdata, err);
+}
+
+int mp_store_candidates(mp_store *s, const mp_store_structure *structure, const uint64_t *keys, size_t n_keys,
+                        const uint8_t *exclude, uint8_t **ret, size_t *n, mp_error *err) {
+        assert(s && ret && n);
+        assert(keys || n_keys == 0);
+        if (structure && structure->hidden_size > INT64_MAX)
+                return mp_error_set(err, -EINVAL, NULL, -1, "hidden size beyond 2^63-1");
+        if (n_keys > MP_STORE_MAX_QUERY_KEYS)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%zu tensor keys exceed the limit of %u", n_keys,
+                                    MP_STORE_MAX_QUERY_KEYS);
+        return s->engine->candidates(s, structure, keys, n_keys, exclude, ret, n, err);
 }
 
 /* ---- catalog distribution ----------------------------------------------- */

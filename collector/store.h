@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fingerprint/record.h"
 #include "util/error.h"
 
 typedef struct mp_store mp_store;
@@ -60,6 +61,13 @@ static inline void mp_store_closep(mp_store **s) { mp_store_close(*s); }
 
 /* The schema version of an opened store (after migrations). */
 int mp_store_schema_version(mp_store *s);
+
+/* Helper handle i (< MP_STORE_MAX_HELPERS) on the store s is open on, for
+ * another thread of a call that holds s (blast radius scores on several):
+ * opened on first use, kept (warm caches) until mp_store_close(s), which
+ * closes it.  Same errors as mp_store_open(). */
+#define MP_STORE_MAX_HELPERS 64
+int mp_store_helper(mp_store *s, unsigned i, mp_store **ret, mp_error *err);
 
 /* ---- hosts -------------------------------------------------------------- */
 
@@ -142,6 +150,72 @@ typedef struct mp_store_event {
 int mp_store_ingest(mp_store *s, const char *host_id, const mp_store_event *events, size_t n,
                     uint64_t *acked_through, size_t *stored, size_t *duplicates, mp_error *err);
 
+/* ---- structure: the blast-radius pre-filter ----------------------------
+ *
+ * At ingest every fingerprint gets structural columns and an index of its
+ * tensor contents, so that blast radius (blast_radius.h) scores only the
+ * stored fingerprints that can be related to a target instead of all:
+ *
+ *   hidden size: lineage evidence (compare.h) compares same-named tensors
+ *     whose samples line up, which takes equal row widths, i.e. the same
+ *     hidden size.  Every derivation compare recognises keeps it: fine-tunes,
+ *     LoRA merges, merges, quantization, reformatting, permutation and
+ *     rescaling attacks, vocabulary changes, layer pruning (the zoo's
+ *     pruned models drop a block, not width).  Unlike the family hash it
+ *     separates the sizes of one family (a 8B model and a 70B one share a
+ *     family hash but no tensor compare could line up), and unlike the
+ *     arch hash it survives GGUF conversion and vocabulary changes (both
+ *     change the arch hash, and the family hash too).
+ *   tensor keys: the leading 64 bits of the XXH3-128 content hash of each
+ *     large tensor, so that a model holding another one's tensors byte for
+ *     byte is found by content whatever its structure says (another name,
+ *     a config.json that lies about the width).  Only tensors that identify
+ *     a training run count: at least MP_STORE_TENSOR_KEY_MIN_BYTES, at least
+ *     2-D, not constant (std 0 with a non-zero norm), not a ".bias" buffer
+ *     (GPT-2's causal mask is identical in every GPT-2 checkpoint).
+ *     A model is indexed under its MP_STORE_INDEXED_KEYS smallest keys
+ *     (bottom-k, as MinHash): every key is a random leaf insert at ingest,
+ *     so a 7B model's ~220 would make ingest write-bound, while a query
+ *     looks up all of the target's keys: a model whose keyed tensors are a
+ *     share p of the target's has its sample hit with probability about
+ *     1 - (1 - p)^32 (p = 0.1: 97%); all of them, when it has at most 32. */
+
+#define MP_STORE_TENSOR_KEY_MIN_BYTES (64u << 10)
+#define MP_STORE_INDEXED_KEYS 32
+#define MP_STORE_MAX_QUERY_KEYS 65536
+
+typedef struct mp_store_structure {
+        /* From config.json or GGUF metadata, else the token embedding's row
+         * width, else the most frequent row width of the >= 2-D tensors
+         * (that of q/k/v/o/gate/up in any transformer naming); 0 when the
+         * model has no matrix at all. */
+        uint64_t hidden_size;
+        uint64_t num_layers;            /* transformer blocks seen in the weights, else config; 0 unknown */
+        uint64_t vocab_size;            /* config, else embedding rows; 0 unknown */
+        bool has_weights;               /* weight signals with samples: comparable on weights */
+} mp_store_structure;
+
+/* The structural columns of a record, as ingest stores them. */
+void mp_store_structure_of(const mp_fingerprint *fp, mp_store_structure *ret);
+
+/* Whether tensor t gets a tensor key (the rules above), and its key. */
+bool mp_store_tensor_keyed(const Modelprov__V1__TensorDigest *t);
+uint64_t mp_store_tensor_key(const Modelprov__V1__TensorDigest *t);
+
+/* The max smallest distinct tensor keys of fp, ascending; returns their
+ * number, or -ENOMEM. */
+int mp_store_tensor_keys(const mp_fingerprint *fp, uint64_t *keys, size_t max);
+
+/* The digests (32 bytes each, one malloc'd block, sorted, distinct; NULL
+ * when there are none) of the stored fingerprints that may be related to a
+ * model of the given structure and tensor keys: those indexed under one of
+ * keys (at most MP_STORE_MAX_QUERY_KEYS), whatever their structure,
+ * and, when structure is non-NULL, those with weights and its hidden size
+ * or an unknown one (0: it cannot be ruled out; a structure of hidden size
+ * 0 asks for exactly these).  exclude (may be NULL) is left out. */
+int mp_store_candidates(mp_store *s, const mp_store_structure *structure, const uint64_t *keys, size_t n_keys,
+                        const uint8_t *exclude, uint8_t **ret, size_t *n, mp_error *err);
+
 /* ---- queries ------------------------------------------------------------ */
 
 typedef struct mp_store_host {
@@ -158,6 +232,8 @@ typedef struct mp_store_host {
 
 /* Every host, ordered by hostname then id. */
 int mp_store_hosts(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err);
+/* One host (free with mp_store_hosts_free(h, 1)); -ENOENT when unknown. */
+int mp_store_get_host(mp_store *s, const char *host_id, mp_store_host **ret, mp_error *err);
 void mp_store_hosts_free(mp_store_host *h, size_t n);
 
 typedef struct mp_store_location {
@@ -165,6 +241,7 @@ typedef struct mp_store_location {
         char *hostname;
         char *path;
         uint8_t model_digest[MP_STORE_DIGEST_SIZE];
+        char *model_name;               /* the stored fingerprint's name; "" when none or no record */
         int64_t first_seen;
         int64_t last_seen;
         bool present;
@@ -213,6 +290,7 @@ typedef struct mp_store_fingerprint_filter {
         const char *family_hash;
         uint64_t min_params;
         uint64_t max_params;            /* 0: no upper bound */
+        uint64_t hidden_size;           /* 0: any */
 } mp_store_fingerprint_filter;
 
 typedef struct mp_store_fingerprint_info {
@@ -223,6 +301,7 @@ typedef struct mp_store_fingerprint_info {
         const char *family_hash;
         uint64_t params;
         uint64_t n_tensors;
+        mp_store_structure structure;
         const uint8_t *record;
         size_t record_len;
 } mp_store_fingerprint_info;

@@ -11,10 +11,11 @@
 
 struct mp_store {
         const struct mp_store_engine *engine;
+        struct mp_store *helpers[MP_STORE_MAX_HELPERS];        /* store.c's, see mp_store_helper() */
 };
 
 /* The pre-filter columns of a record, pointing into memory that lives as
- * long as the ingest call. */
+ * long as the ingest (or re-index) call. */
 typedef struct mp_store_fp_columns {
         const char *name;
         const char *format;
@@ -22,7 +23,17 @@ typedef struct mp_store_fp_columns {
         const char *family_hash;
         uint64_t params;
         uint64_t n_tensors;
+        mp_store_structure structure;
+        const uint64_t *keys;           /* tensor keys (store.h), distinct */
+        size_t n_keys;
 } mp_store_fp_columns;
+
+/* A stored fingerprint whose columns store.c extracted again (stores
+ * written before the columns existed). */
+typedef struct mp_store_fp_index {
+        uint8_t digest[MP_STORE_DIGEST_SIZE];
+        mp_store_fp_columns fp;
+} mp_store_fp_index;
 
 /* A validated event; items reach the engine sorted by sequence. */
 typedef struct mp_store_item {
@@ -34,6 +45,7 @@ typedef struct mp_store_item {
 typedef struct mp_store_engine {
         const char *scheme;             /* the URL prefix before ':' */
         int (*open)(const char *location, mp_store **ret, mp_error *err);
+        int (*open_another)(mp_store *s, mp_store **ret, mp_error *err);
         void (*close)(mp_store *s);
         int (*schema_version)(mp_store *s);
 
@@ -46,7 +58,8 @@ typedef struct mp_store_engine {
         int (*ingest)(mp_store *s, const char *host_id, const mp_store_item *items, size_t n, int64_t now_ms,
                       uint64_t *acked_through, size_t *stored, size_t *duplicates, mp_error *err);
 
-        int (*hosts)(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err);
+        /* Every host, or only host_id (-ENOENT when unknown). */
+        int (*hosts)(mp_store *s, const char *host_id, mp_store_host **ret, size_t *n, mp_error *err);
         /* Inventory rows filtered by host_id and present (each NULL/false:
          * no filter) or, when digest is non-NULL, every row holding it. */
         int (*inventory)(mp_store *s, const char *host_id, bool only_present, const uint8_t *digest,
@@ -57,6 +70,15 @@ typedef struct mp_store_engine {
                            mp_error *err);
         int (*foreach_fingerprint)(mp_store *s, const mp_store_fingerprint_filter *filter,
                                    mp_store_fingerprint_cb cb, void *userdata, mp_error *err);
+        /* See mp_store_candidates(); keys may hold duplicates. */
+        int (*candidates)(mp_store *s, const mp_store_structure *structure, const uint64_t *keys, size_t n_keys,
+                          const uint8_t *exclude, uint8_t **ret, size_t *n, mp_error *err);
+        /* Up to max stored fingerprints whose columns were never extracted
+         * (info: digest and record only); cb as for foreach_fingerprint. */
+        int (*unindexed)(mp_store *s, size_t max, mp_store_fingerprint_cb cb, void *userdata, mp_error *err);
+        /* Stores the extracted columns of n stored fingerprints, in one
+         * transaction. */
+        int (*set_index)(mp_store *s, const mp_store_fp_index *items, size_t n, mp_error *err);
 
         int (*put_catalog)(mp_store *s, const uint8_t *bytes, size_t len, const char *version, int64_t now_ms,
                            mp_error *err);

@@ -82,6 +82,50 @@ static const char *const migrations[] = {
         "  version TEXT NOT NULL,"
         "  uploaded_at INTEGER NOT NULL,"
         "  data BLOB NOT NULL);",
+
+        /* 2: the blast-radius pre-filter (store.h "structure"): structural
+         * columns and tensor keys.  The table is rebuilt rather than
+         * altered so that the record comes last: SQLite reads a column
+         * after a large blob only by walking the blob's overflow pages, and
+         * the candidate query and the inventory's model names read the
+         * small columns of thousands of rows.  Rows copied from version 1
+         * have indexed = 0 until store.c has extracted their columns (the
+         * same open, right after this step, or the next if it failed);
+         * until then they count as unknown structure (hidden size 0, with
+         * weights), so they stay candidates of every query. */
+        "CREATE TABLE fingerprints2 ("
+        "  digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32),"
+        "  name TEXT NOT NULL,"
+        "  format TEXT NOT NULL,"
+        "  arch_hash TEXT,"
+        "  family_hash TEXT,"
+        "  params INTEGER NOT NULL,"
+        "  n_tensors INTEGER NOT NULL,"
+        "  first_seen INTEGER NOT NULL,"
+        "  hidden_size INTEGER NOT NULL DEFAULT 0 CHECK (hidden_size >= 0),"
+        "  num_layers INTEGER NOT NULL DEFAULT 0,"
+        "  vocab_size INTEGER NOT NULL DEFAULT 0,"
+        "  has_weights INTEGER NOT NULL DEFAULT 1 CHECK (has_weights IN (0, 1)),"
+        "  indexed INTEGER NOT NULL DEFAULT 0 CHECK (indexed IN (0, 1)),"
+        "  record BLOB NOT NULL);"
+        "INSERT INTO fingerprints2 (digest, name, format, arch_hash, family_hash, params, n_tensors, first_seen,"
+        "                           record)"
+        "  SELECT digest, name, format, arch_hash, family_hash, params, n_tensors, first_seen, record"
+        "  FROM fingerprints;"
+        "DROP TABLE fingerprints;"
+        "ALTER TABLE fingerprints2 RENAME TO fingerprints;"
+        "CREATE INDEX fingerprints_arch ON fingerprints(arch_hash, params);"
+        "CREATE INDEX fingerprints_family ON fingerprints(family_hash, params);"
+        /* Covering: the candidate query never touches the table. */
+        "CREATE INDEX fingerprints_hidden ON fingerprints(hidden_size, has_weights, digest);"
+        "CREATE INDEX fingerprints_unindexed ON fingerprints(digest) WHERE indexed = 0;"
+        /* key: the leading 64 bits of a tensor's XXH3-128, as a signed
+         * integer.  No foreign key: fingerprints are never deleted, and the
+         * check would cost a lookup per key at ingest. */
+        "CREATE TABLE tensor_keys ("
+        "  key INTEGER NOT NULL,"
+        "  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+        "  PRIMARY KEY (key, digest)) WITHOUT ROWID;",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -101,6 +145,11 @@ typedef enum stmt_id {
         ST_HOST_ADVANCE,
         ST_EVENT_INSERT,
         ST_FP_INSERT,
+        ST_KEY_INSERT,
+        ST_FP_SET_INDEX,
+        ST_UNINDEXED,
+        ST_CANDIDATES_HIDDEN,
+        ST_CANDIDATES_KEY,
         ST_INV_CLOSE_OTHERS,
         ST_INV_UPSERT,
         ST_INV_CLOSE_PATH,
@@ -132,7 +181,15 @@ static const char *const stmt_sql[_ST_MAX] = {
                             " finding_detail, match_entry, match_verdict, match_relation, match_score)"
                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         [ST_FP_INSERT] = "INSERT OR IGNORE INTO fingerprints (digest, record, name, format, arch_hash, family_hash,"
-                         " params, n_tensors, first_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         " params, n_tensors, first_seen, hidden_size, num_layers, vocab_size, has_weights, indexed)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)",
+        [ST_KEY_INSERT] = "INSERT OR IGNORE INTO tensor_keys (key, digest) VALUES (?1, ?2)",
+        [ST_FP_SET_INDEX] = "UPDATE fingerprints SET hidden_size = ?2, num_layers = ?3, vocab_size = ?4,"
+                            " has_weights = ?5, indexed = 1 WHERE digest = ?1",
+        [ST_UNINDEXED] = "SELECT digest, record FROM fingerprints WHERE indexed = 0 ORDER BY digest LIMIT ?1",
+        /* Two statements, each on its index; store.c's caller merges. */
+        [ST_CANDIDATES_HIDDEN] = "SELECT digest FROM fingerprints WHERE hidden_size = ?1 AND has_weights = 1",
+        [ST_CANDIDATES_KEY] = "SELECT digest FROM tensor_keys WHERE key = ?1",
         [ST_INV_CLOSE_OTHERS] = "UPDATE inventory SET present = 0, last_seen = max(last_seen, ?4)"
                                 " WHERE host_id = ?1 AND path = ?2 AND model_digest <> ?3 AND present = 1",
         [ST_INV_UPSERT] = "INSERT INTO inventory (host_id, path, model_digest, first_seen, last_seen, present)"
@@ -142,13 +199,17 @@ static const char *const stmt_sql[_ST_MAX] = {
                               " WHERE host_id = ?1 AND path = ?2 AND present = 1",
         [ST_HOSTS] = "SELECT h.id, h.hostname, h.machine_id, h.agent_version, h.os, h.enrolled_at, h.last_seen,"
                      " h.last_seq, (SELECT count(*) FROM inventory i WHERE i.host_id = h.id AND i.present = 1)"
-                     " FROM hosts h ORDER BY h.hostname, h.id",
-        [ST_INVENTORY] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present"
+                     " FROM hosts h WHERE ?1 IS NULL OR h.id = ?1 ORDER BY h.hostname, h.id",
+        [ST_INVENTORY] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present,"
+                         " coalesce(f.name, '')"
                          " FROM inventory i JOIN hosts h ON h.id = i.host_id"
+                         " LEFT JOIN fingerprints f ON f.digest = i.model_digest"
                          " WHERE (?1 IS NULL OR i.host_id = ?1) AND (?2 = 0 OR i.present = 1)"
                          " ORDER BY i.host_id, i.path, i.first_seen",
-        [ST_LOCATIONS] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present"
-                         " FROM inventory i JOIN hosts h ON h.id = i.host_id WHERE i.model_digest = ?1"
+        [ST_LOCATIONS] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present,"
+                         " coalesce(f.name, '')"
+                         " FROM inventory i JOIN hosts h ON h.id = i.host_id"
+                         " LEFT JOIN fingerprints f ON f.digest = i.model_digest WHERE i.model_digest = ?1"
                          " ORDER BY i.host_id, i.path, i.first_seen",
         [ST_HISTORY] = "SELECT host_id, seq, kind, observed_at, path, model_digest, finding_kind, finding_detail,"
                        " match_entry, match_verdict, match_relation, match_score FROM events"
@@ -406,8 +467,16 @@ static int sqlite_open(const char *path, mp_store **ret, mp_error *err) {
         int r = query_int(st, "PRAGMA application_id", &ignored, "opening the store", err);
         if (r < 0)
                 return r;
-        r = exec_sql(st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
-                     "opening the store", err);
+        /* Blast radius reads thousands of records a query, each tens of
+         * KiB in a chain of overflow pages that SQLite fetches with a
+         * pread() apiece: 16 KiB pages (set only while the file is empty,
+         * before WAL writes its header) make the chains 4 times shorter,
+         * and the first 2 GiB (SQLite's cap) are memory-mapped, which
+         * spares the reads altogether.  SQLite maps read only; the risk it
+         * documents, SIGBUS when the file shrinks under the mapping, takes
+         * a VACUUM, which nothing here runs. */
+        r = exec_sql(st, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                     " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 2147418112", "opening the store", err);
         if (r >= 0)
                 r = check_schema(st, err);
         if (r < 0)
@@ -415,6 +484,10 @@ static int sqlite_open(const char *path, mp_store **ret, mp_error *err) {
 
         *ret = &TAKE_PTR(st)->base;
         return 0;
+}
+
+static int sqlite_open_another(mp_store *s, mp_store **ret, mp_error *err) {
+        return sqlite_open(impl(s)->path, ret, err);
 }
 
 static int sqlite_schema_version(mp_store *s) {
@@ -555,6 +628,30 @@ static int insert_event(sqlite_store *st, const char *host_id, const mp_store_it
         return step_done(st, q, what, err);
 }
 
+/* hidden size, layers, vocabulary size, has_weights at ?first.. */
+static void bind_structure(sqlite3_stmt *q, int first, const mp_store_structure *m) {
+        sqlite3_bind_int64(q, first, (int64_t) m->hidden_size);
+        sqlite3_bind_int64(q, first + 1, (int64_t) m->num_layers);
+        sqlite3_bind_int64(q, first + 2, (int64_t) m->vocab_size);
+        sqlite3_bind_int(q, first + 3, m->has_weights);
+}
+
+static int insert_keys(sqlite_store *st, const uint8_t digest[MP_STORE_DIGEST_SIZE], const mp_store_fp_columns *c,
+                       const char *what, mp_error *err) {
+        for (size_t i = 0; i < c->n_keys; i++) {
+                sqlite3_stmt *q;
+                int r = stmt(st, ST_KEY_INSERT, &q, what, err);
+                if (r < 0)
+                        return r;
+                sqlite3_bind_int64(q, 1, (int64_t) c->keys[i]);
+                sqlite3_bind_blob(q, 2, digest, MP_STORE_DIGEST_SIZE, SQLITE_STATIC);
+                r = step_done(st, q, what, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* The first record of a digest wins: a digest names the bytes, so every
  * later record of it describes the same model. */
 static int insert_fingerprint(sqlite_store *st, const mp_store_item *it, const char *what, mp_error *err) {
@@ -572,7 +669,12 @@ static int insert_fingerprint(sqlite_store *st, const mp_store_item *it, const c
         sqlite3_bind_int64(q, 7, (int64_t) it->fp.params);
         sqlite3_bind_int64(q, 8, (int64_t) it->fp.n_tensors);
         sqlite3_bind_int64(q, 9, ev->observed_at);
-        return step_done(st, q, what, err);
+        bind_structure(q, 10, &it->fp.structure);
+        r = step_done(st, q, what, err);
+        /* Keys only with the row: a digest seen before has them already. */
+        if (r >= 0 && sqlite3_changes(st->db) == 1)
+                r = insert_keys(st, ev->model_digest, &it->fp, what, err);
+        return r;
 }
 
 /* The inventory side of one event: an added or changed model makes its
@@ -705,16 +807,23 @@ static int fill_host(sqlite_store *st, sqlite3_stmt *q, void *elem, const char *
         return 0;
 }
 
-static int sqlite_hosts(mp_store *s, mp_store_host **ret, size_t *ret_n, mp_error *err) {
+static int sqlite_hosts(mp_store *s, const char *host_id, mp_store_host **ret, size_t *ret_n, mp_error *err) {
         sqlite_store *st = impl(s);
-        const char *what = "listing hosts";
+        const char *what = host_id ? "looking up a host" : "listing hosts";
         mp_store_host *h = NULL;
         size_t n = 0;
         sqlite3_stmt *q = NULL;
 
         int r = stmt(st, ST_HOSTS, &q, what, err);
-        if (r >= 0)
+        if (r >= 0) {
+                if (host_id)
+                        sqlite3_bind_text(q, 1, host_id, -1, SQLITE_STATIC);
+                else
+                        sqlite3_bind_null(q, 1);
                 r = collect_rows(st, q, sizeof(*h), fill_host, (void **) &h, &n, what, err);
+        }
+        if (r >= 0 && host_id && n == 0)
+                r = unknown_host(st, host_id, err);
         if (q)
                 sqlite3_reset(q);
         if (r < 0) {
@@ -734,11 +843,12 @@ static int fill_location(sqlite_store *st, sqlite3_stmt *q, void *elem, const ch
                 .first_seen = sqlite3_column_int64(q, 4),
                 .last_seen = sqlite3_column_int64(q, 5),
                 .present = sqlite3_column_int(q, 6) != 0,
+                .model_name = column_strdup(q, 7),
         };
         column_host_id(q, 0, e->host_id);
         if (column_digest(q, 3, e->model_digest) < 0)
                 return sql_error(st, SQLITE_CORRUPT, what, err);
-        if (!e->hostname || !e->path)
+        if (!e->hostname || !e->path || !e->model_name)
                 return mp_error_set(err, -ENOMEM, st->path, -1, "out of memory");
         return 0;
 }
@@ -880,9 +990,11 @@ static int sqlite_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_fi
         const char *what = "reading fingerprints";
         char sql[512];
         snprintf(sql, sizeof(sql),
-                 "SELECT digest, name, format, arch_hash, family_hash, params, n_tensors, record FROM fingerprints"
-                 " WHERE params >= ?3 AND (?4 = 0 OR params <= ?4)%s%s ORDER BY digest",
-                 f->arch_hash ? " AND arch_hash = ?1" : "", f->family_hash ? " AND family_hash = ?2" : "");
+                 "SELECT digest, name, format, arch_hash, family_hash, params, n_tensors, hidden_size, num_layers,"
+                 " vocab_size, has_weights, record FROM fingerprints"
+                 " WHERE params >= ?3 AND (?4 = 0 OR params <= ?4)%s%s%s ORDER BY digest",
+                 f->arch_hash ? " AND arch_hash = ?1" : "", f->family_hash ? " AND family_hash = ?2" : "",
+                 f->hidden_size ? " AND hidden_size = ?5" : "");
 
         _cleanup_(mp_sqlite_finalizep) sqlite3_stmt *q = NULL;
         int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
@@ -894,6 +1006,8 @@ static int sqlite_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_fi
                 sqlite3_bind_text(q, 2, f->family_hash, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 3, (int64_t) f->min_params);
         sqlite3_bind_int64(q, 4, (int64_t) f->max_params);
+        if (f->hidden_size)
+                sqlite3_bind_int64(q, 5, (int64_t) f->hidden_size);
 
         for (;;) {
                 rc = sqlite3_step(q);
@@ -911,13 +1025,160 @@ static int sqlite_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_fi
                         .family_hash = (const char *) sqlite3_column_text(q, 4),
                         .params = (uint64_t) sqlite3_column_int64(q, 5),
                         .n_tensors = (uint64_t) sqlite3_column_int64(q, 6),
-                        .record = sqlite3_column_blob(q, 7),
-                        .record_len = (size_t) sqlite3_column_bytes(q, 7),
+                        .structure = {
+                                .hidden_size = (uint64_t) sqlite3_column_int64(q, 7),
+                                .num_layers = (uint64_t) sqlite3_column_int64(q, 8),
+                                .vocab_size = (uint64_t) sqlite3_column_int64(q, 9),
+                                .has_weights = sqlite3_column_int(q, 10) != 0,
+                        },
+                        .record = sqlite3_column_blob(q, 11),
+                        .record_len = (size_t) sqlite3_column_bytes(q, 11),
                 };
                 int r = cb(&info, userdata);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
+}
+
+/* ---- blast-radius pre-filter -------------------------------------------- */
+
+/* Appends the digest column of each row of q to the array (32 bytes each);
+ * q is reset afterwards. */
+static int collect_digests(sqlite_store *st, sqlite3_stmt *q, uint8_t **array, size_t *n, size_t *allocated,
+                           const char *what, mp_error *err) {
+        int r = 0;
+        for (;;) {
+                int rc = sqlite3_step(q);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = sql_error(st, rc, what, err);
+                        break;
+                }
+                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE) {
+                        r = sql_error(st, SQLITE_CORRUPT, what, err);
+                        break;
+                }
+                if (mp_grow((void **) array, allocated, *n + 1, MP_STORE_DIGEST_SIZE) < 0) {
+                        r = mp_error_set(err, -ENOMEM, st->path, -1, "out of memory");
+                        break;
+                }
+                memcpy(*array + *n * MP_STORE_DIGEST_SIZE, sqlite3_column_blob(q, 0), MP_STORE_DIGEST_SIZE);
+                (*n)++;
+        }
+        sqlite3_reset(q);
+        return r;
+}
+
+static int cmp_digest(const void *a, const void *b) {
+        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
+}
+
+static int sqlite_candidates(mp_store *s, const mp_store_structure *structure, const uint64_t *keys,
+                             size_t n_keys, const uint8_t *exclude, uint8_t **ret, size_t *ret_n, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "selecting blast-radius candidates";
+        _cleanup_(freep) uint8_t *d = NULL;
+        size_t n = 0, allocated = 0;
+        sqlite3_stmt *q;
+
+        /* One read transaction: the two statements see the same store. */
+        int r = exec_sql(st, "BEGIN", what, err);
+        if (r < 0)
+                return r;
+        uint64_t hidden[2] = { structure ? structure->hidden_size : 0, 0 };
+        size_t n_hidden = !structure ? 0 : hidden[0] ? 2 : 1;
+        for (size_t i = 0; r >= 0 && i < n_hidden; i++) {
+                r = stmt(st, ST_CANDIDATES_HIDDEN, &q, what, err);
+                if (r >= 0) {
+                        sqlite3_bind_int64(q, 1, (int64_t) hidden[i]);
+                        r = collect_digests(st, q, &d, &n, &allocated, what, err);
+                }
+        }
+        for (size_t i = 0; r >= 0 && i < n_keys; i++) {
+                r = stmt(st, ST_CANDIDATES_KEY, &q, what, err);
+                if (r >= 0) {
+                        sqlite3_bind_int64(q, 1, (int64_t) keys[i]);
+                        r = collect_digests(st, q, &d, &n, &allocated, what, err);
+                }
+        }
+        (void) exec_sql(st, "COMMIT", what, NULL);      /* read only: nothing to lose */
+        if (r < 0)
+                return r;
+
+        /* Sorted, distinct, without exclude. */
+        if (n > 0)
+                qsort(d, n, MP_STORE_DIGEST_SIZE, cmp_digest);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                const uint8_t *x = d + i * MP_STORE_DIGEST_SIZE;
+                if (k > 0 && memcmp(x, d + (k - 1) * MP_STORE_DIGEST_SIZE, MP_STORE_DIGEST_SIZE) == 0)
+                        continue;
+                if (exclude && memcmp(x, exclude, MP_STORE_DIGEST_SIZE) == 0)
+                        continue;
+                memmove(d + k * MP_STORE_DIGEST_SIZE, x, MP_STORE_DIGEST_SIZE);
+                k++;
+        }
+        if (k == 0) {
+                free(d);
+                d = NULL;
+        }
+        *ret = TAKE_PTR(d);
+        *ret_n = k;
+        return 0;
+}
+
+static int sqlite_unindexed(mp_store *s, size_t max, mp_store_fingerprint_cb cb, void *userdata, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "re-indexing fingerprints";
+        sqlite3_stmt *q;
+        int r = stmt(st, ST_UNINDEXED, &q, what, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(q, 1, (int64_t) (max < INT64_MAX ? max : INT64_MAX));
+        for (;;) {
+                int rc = sqlite3_step(q);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = sql_error(st, rc, what, err);
+                        break;
+                }
+                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE) {
+                        r = sql_error(st, SQLITE_CORRUPT, what, err);
+                        break;
+                }
+                mp_store_fingerprint_info info = {
+                        .digest = sqlite3_column_blob(q, 0),
+                        .record = sqlite3_column_blob(q, 1),
+                        .record_len = (size_t) sqlite3_column_bytes(q, 1),
+                };
+                r = cb(&info, userdata);
+                if (r != 0) {
+                        r = r < 0 ? r : 0;
+                        break;
+                }
+        }
+        sqlite3_reset(q);
+        return r;
+}
+
+static int sqlite_set_index(mp_store *s, const mp_store_fp_index *items, size_t n, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "re-indexing fingerprints";
+        int r = begin(st, what, err);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                sqlite3_stmt *q;
+                r = stmt(st, ST_FP_SET_INDEX, &q, what, err);
+                if (r < 0)
+                        break;
+                sqlite3_bind_blob(q, 1, items[i].digest, MP_STORE_DIGEST_SIZE, SQLITE_STATIC);
+                bind_structure(q, 2, &items[i].fp.structure);
+                r = step_done(st, q, what, err);
+                if (r >= 0)
+                        r = insert_keys(st, items[i].digest, &items[i].fp, what, err);
+        }
+        return end(st, r, what, err);
 }
 
 /* ---- catalog distribution ----------------------------------------------- */
@@ -966,6 +1227,7 @@ static int sqlite_get_catalog(mp_store *s, uint8_t **ret, size_t *len, char vers
 const mp_store_engine mp_store_sqlite_engine = {
         .scheme = "sqlite",
         .open = sqlite_open,
+        .open_another = sqlite_open_another,
         .close = sqlite_close,
         .schema_version = sqlite_schema_version,
         .enroll = sqlite_enroll,
@@ -977,6 +1239,9 @@ const mp_store_engine mp_store_sqlite_engine = {
         .history = sqlite_history,
         .fingerprint = sqlite_fingerprint,
         .foreach_fingerprint = sqlite_foreach_fingerprint,
+        .candidates = sqlite_candidates,
+        .unindexed = sqlite_unindexed,
+        .set_index = sqlite_set_index,
         .put_catalog = sqlite_put_catalog,
         .get_catalog = sqlite_get_catalog,
 };

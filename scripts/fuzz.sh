@@ -41,6 +41,34 @@ if [ -d "$zoo" ] && [ -x build/cli/modelprov ]; then
                 build/cli/modelprov fingerprint -q -o "$work/record/seed/$(echo "$m" | tr / -).fp" "$zoo/$m" || true
         done
 fi
+# collector requests: the first byte picks the method (Ingest: 0 Enroll,
+# 1 Report, 2 Heartbeat, 3 FetchCatalog, 4 PushCatalog; Query: 5 Hosts,
+# 6 Inventory, 7 BlastRadius, 8 Model, 9 History); the records above go into
+# a report batch and a blast-radius request, hand-encoded protobuf.
+mkdir -p "$work/collector/seed"
+python3 - "$work/record/seed" "$work/collector/seed" <<'PY'
+import hashlib, pathlib, sys
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def varint(n):
+    b = bytearray()
+    while True:
+        b.append((n & 0x7f) | (0x80 if n > 0x7f else 0))
+        n >>= 7
+        if not n:
+            return bytes(b)
+def field(num, payload):        # length-delimited field
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+host = field(1, field(1, b"h") + field(2, b"machine-0001") + field(3, b"0.1"))
+(out / "enroll").write_bytes(b"\x00" + host)
+(out / "history").write_bytes(b"\x09" + field(2, b"/m") + b"\x18\x05")
+for i, rec in enumerate(sorted(src.glob("*.fp"))):
+    r = rec.read_bytes()
+    digest = hashlib.sha256(r).digest()
+    event = b"\x08" + varint(i + 1) + b"\x10\x01" + field(4, b"/models/m") + field(5, digest) + field(6, r)
+    (out / f"report{i}").write_bytes(b"\x01" + field(1, event))
+    (out / f"blast{i}").write_bytes(b"\x07" + field(2, r))
+PY
+
 # Torch data.pkl members live inside zip files: extract a few.
 if [ -d "$zoo" ]; then
         python3 - "$zoo" "$work/pickle/seed" <<'PY'
@@ -57,7 +85,7 @@ fi
 # -max_len: seeds are whole zoo files (MiBs); the headers that matter fit in
 # 256 KiB, and shorter inputs make the smoke run several times faster.
 status=0
-for target in safetensors gguf pickle tokenizer layouts record features; do
+for target in safetensors gguf pickle tokenizer layouts record features collector; do
         corpus=$work/$target/corpus
         mkdir -p "$corpus"
         regressions=tests/fuzz/regressions/$target

@@ -8,6 +8,7 @@ packages=(
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
         libssl-dev libxxhash-dev libjansson-dev libsqlite3-dev sqlite3
         protobuf-c-compiler libprotobuf-c-dev
+        libgrpc-dev libinih-dev libsystemd-dev python3-grpcio python3-grpc-tools
         python3 coreutils openssl
 )
 

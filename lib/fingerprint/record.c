@@ -297,29 +297,57 @@ void mp_fingerprint_free(mp_fingerprint *fp) {
                 modelprov__v1__fingerprint__free_unpacked(fp, NULL);
 }
 
-int mp_fingerprint_write(const mp_fingerprint *fp, const char *path, mp_error *err) {
-        _cleanup_(freep) uint8_t *buf = NULL;
-        _cleanup_(freep) char *tmp = NULL;
-        size_t len;
-
-        if (mp_fingerprint_pack(fp, &buf, &len) < 0 || asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
-                return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
-
-        _cleanup_(closep) int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return mp_error_set(err, -errno, path, -1, "cannot create %s: %s", tmp, strerror(errno));
-
+static int write_all(int fd, const uint8_t *buf, size_t len) {
         size_t done = 0;
         while (done < len) {
                 ssize_t n = write(fd, buf + done, len - done);
                 if (n < 0 && errno == EINTR)
                         continue;
-                if (n < 0) {
-                        int e = errno;
-                        unlink(tmp);
-                        return mp_error_set(err, -e, path, -1, "write failed: %s", strerror(e));
-                }
+                if (n < 0)
+                        return -errno;
                 done += (size_t) n;
+        }
+        return 0;
+}
+
+/* A device, pipe or socket (-o /dev/stdout, a FIFO) is written in place:
+ * the temporary-file-and-rename dance would replace it with a regular file,
+ * and for /dev/null that breaks the whole machine. */
+static int write_special(const char *path, const uint8_t *buf, size_t len, mp_error *err) {
+        _cleanup_(closep) int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return mp_error_set(err, -errno, path, -1, "cannot open: %s", strerror(errno));
+        int r = write_all(fd, buf, len);
+        if (r < 0)
+                return mp_error_set(err, r, path, -1, "write failed: %s", strerror(-r));
+        return 0;
+}
+
+int mp_fingerprint_write(const mp_fingerprint *fp, const char *path, mp_error *err) {
+        _cleanup_(freep) uint8_t *buf = NULL;
+        _cleanup_(freep) char *tmp = NULL;
+        size_t len;
+
+        if (mp_fingerprint_pack(fp, &buf, &len) < 0)
+                return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
+
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+                if (S_ISDIR(st.st_mode))
+                        return mp_error_set(err, -EISDIR, path, -1, "is a directory");
+                return write_special(path, buf, len, err);
+        }
+
+        if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
+                return mp_error_set(err, -ENOMEM, path, -1, "out of memory");
+        _cleanup_(closep) int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return mp_error_set(err, -errno, path, -1, "cannot create %s: %s", tmp, strerror(errno));
+
+        int r = write_all(fd, buf, len);
+        if (r < 0) {
+                unlink(tmp);
+                return mp_error_set(err, r, path, -1, "write failed: %s", strerror(-r));
         }
         /* fsync before rename: after a crash the record is old or new, never torn. */
         if (fsync(fd) < 0 || fchmod(fd, 0644) < 0 || rename(tmp, path) < 0) {

@@ -10,10 +10,12 @@ import os
 import random
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 from testenv import BIN, HAVE_ZOO, ROOT, ZOO  # noqa: E402
@@ -137,6 +139,22 @@ class GeneratedTest(unittest.TestCase, Contract):
                 self.assertAlmostEqual(by_path["identity_score"], by_record["identity_score"], places=6)
         # a record against a model path works too
         self.assertEqual(compare(fps[self.m1], self.m1)["relation"], "identical copy")
+
+    def test_record_to_fifo_keeps_the_fifo(self):
+        # Regression: -o wrote a temporary file and renamed it over the
+        # target, so `-o /dev/null` replaced /dev/null with a regular file.
+        # Special files are now written in place; a FIFO stands in for
+        # /dev/null here.
+        fifo = os.path.join(self.tmp, "record.fifo")
+        os.mkfifo(fifo)
+        got = []
+        reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+        reader.start()
+        run("fingerprint", "-q", "-o", fifo, self.m1, check_rc=(0,))
+        reader.join(timeout=60)
+        self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode))
+        self.assertEqual(got[0], open(fingerprint(self.m1, self.m1 + ".fifo-ref.fp"), "rb").read())
+        self.assertEqual([f for f in os.listdir(self.tmp) if ".tmp-" in f], [])
 
     def test_plain_and_human_views(self):
         human = run("compare", self.m1, self.m2, check_rc=(0, 1))

@@ -168,10 +168,10 @@ static void test_open_reopen(void) {
         char *path = test_path(dir, "store.db");
 
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 1);
+        CHECK_EQ(mp_store_schema_version(s), 2);
         mp_store_close(s);
 
-        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 1);
+        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
         CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events', 'inventory',"
                                " 'fingerprints', 'catalog')"), 5);
@@ -182,7 +182,7 @@ static void test_open_reopen(void) {
         enroll(s, "alpha", "m-alpha", 1, id);
         mp_store_close(s);
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 1);
+        CHECK_EQ(mp_store_schema_version(s), 2);
         mp_store_host *h = NULL;
         size_t n = 0;
         CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
@@ -337,8 +337,20 @@ static void test_enroll(void) {
         CHECK_EQ(h[1].model_count, 0);
         mp_store_hosts_free(h, n);
 
+        /* One host by id: what Enroll and Heartbeat answer with. */
+        CHECK(mp_store_get_host(s, a, &h, NULL) == 0);
+        CHECK_STREQ(h->id, a);
+        CHECK_STREQ(h->hostname, "alpha-renamed");
+        CHECK_EQ(h->last_sequence, 3);
+        CHECK_EQ(h->model_count, 3);
+        mp_store_hosts_free(h, 1);
+
         /* Unknown hosts. */
         const char *ghost = "01234567-89ab-4cde-8f01-23456789abcd";
+        h = NULL;
+        CHECK_EQ(mp_store_get_host(s, ghost, &h, &err), -ENOENT);
+        CHECK(!h);
+        CHECK_EQ(mp_store_get_host(s, "not-a-host-id", &h, &err), -EINVAL);
         CHECK_EQ(mp_store_host_key_hash(s, ghost, key, &err), -ENOENT);
         CHECK(strstr(err.reason, "unknown host"));
         CHECK_EQ(mp_store_heartbeat(s, ghost, "0.1.0", 1, &err), -ENOENT);
@@ -612,6 +624,12 @@ static int count_cb(const mp_store_fingerprint_info *info, void *userdata) {
         CHECK_STREQ(fp->name, info->name);
         CHECK_EQ(fp->parameter_count, info->params);
         CHECK_EQ(fp->n_tensors, info->n_tensors);
+        mp_store_structure st;
+        mp_store_structure_of(fp, &st);
+        CHECK_EQ(st.hidden_size, info->structure.hidden_size);
+        CHECK_EQ(st.num_layers, info->structure.num_layers);
+        CHECK_EQ(st.vocab_size, info->structure.vocab_size);
+        CHECK_EQ(st.has_weights, info->structure.has_weights);
         mp_fingerprint_free(fp);
         (*n)++;
         return 0;
@@ -715,6 +733,338 @@ static void test_fingerprints_zoo(void) {
                 free(rec[i]);
                 mp_fingerprint_free(fp[i]);
         }
+        free(path);
+        free(dir);
+}
+
+/* ---- schema 1 -> 2 ------------------------------------------------------ */
+
+/* The schema of version 1 exactly as released (migrations are append-only,
+ * so this never changes): the fixture for the upgrade test. */
+static const char schema_v1[] =
+        "CREATE TABLE hosts (id TEXT PRIMARY KEY NOT NULL, machine_id TEXT UNIQUE NOT NULL, hostname TEXT NOT NULL,"
+        "  agent_version TEXT NOT NULL, os TEXT NOT NULL, key_hash BLOB NOT NULL CHECK (length(key_hash) = 32),"
+        "  enrolled_at INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_seq INTEGER NOT NULL CHECK (last_seq >= 0));"
+        "CREATE TABLE fingerprints (digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32), record BLOB NOT NULL,"
+        "  name TEXT NOT NULL, format TEXT NOT NULL, arch_hash TEXT, family_hash TEXT, params INTEGER NOT NULL,"
+        "  n_tensors INTEGER NOT NULL, first_seen INTEGER NOT NULL);"
+        "CREATE INDEX fingerprints_arch ON fingerprints(arch_hash, params);"
+        "CREATE INDEX fingerprints_family ON fingerprints(family_hash, params);"
+        "CREATE TABLE events (host_id TEXT NOT NULL REFERENCES hosts(id), seq INTEGER NOT NULL CHECK (seq > 0),"
+        "  kind TEXT NOT NULL CHECK (kind IN ('model-added', 'model-changed', 'model-removed', 'finding',"
+        "  'scan-match')), observed_at INTEGER NOT NULL, path TEXT NOT NULL,"
+        "  model_digest BLOB CHECK (model_digest IS NULL OR length(model_digest) = 32), finding_kind TEXT,"
+        "  finding_detail TEXT, match_entry TEXT, match_verdict TEXT, match_relation TEXT, match_score REAL,"
+        "  PRIMARY KEY (host_id, seq)) WITHOUT ROWID;"
+        "CREATE INDEX events_path ON events(path);"
+        "CREATE TABLE inventory (host_id TEXT NOT NULL REFERENCES hosts(id), path TEXT NOT NULL,"
+        "  model_digest BLOB NOT NULL CHECK (length(model_digest) = 32), first_seen INTEGER NOT NULL,"
+        "  last_seen INTEGER NOT NULL, present INTEGER NOT NULL CHECK (present IN (0, 1)),"
+        "  PRIMARY KEY (host_id, path, model_digest)) WITHOUT ROWID;"
+        "CREATE INDEX inventory_digest ON inventory(model_digest);"
+        "CREATE TABLE catalog (id INTEGER PRIMARY KEY CHECK (id = 1), version TEXT NOT NULL,"
+        "  uploaded_at INTEGER NOT NULL, data BLOB NOT NULL);"
+        "PRAGMA application_id = 1836082031;"
+        "PRAGMA user_version = 1;";
+
+/* A fingerprint row as version 1 wrote it, with an inventory row and event
+ * of host h. */
+static void v1_insert(sqlite3 *db, const char *h, unsigned seq, const uint8_t d[32], const uint8_t *rec, size_t len,
+                      const char *name) {
+        sqlite3_stmt *q;
+        CHECK(sqlite3_prepare_v2(db, "INSERT INTO fingerprints VALUES (?1, ?2, ?3, 'safetensors', NULL, NULL, 7, 0, 5)",
+                                 -1, &q, NULL) == SQLITE_OK);
+        sqlite3_bind_blob(q, 1, d, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, rec, (int) len, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC);
+        CHECK(sqlite3_step(q) == SQLITE_DONE);
+        sqlite3_finalize(q);
+        char path[32];
+        snprintf(path, sizeof(path), "/v1/%u", seq);
+        CHECK(sqlite3_prepare_v2(db, "INSERT INTO inventory VALUES (?1, ?2, ?3, 5, 5, 1)", -1, &q, NULL) == SQLITE_OK);
+        sqlite3_bind_text(q, 1, h, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 3, d, 32, SQLITE_STATIC);
+        CHECK(sqlite3_step(q) == SQLITE_DONE);
+        sqlite3_finalize(q);
+        CHECK(sqlite3_prepare_v2(db, "INSERT INTO events (host_id, seq, kind, observed_at, path, model_digest)"
+                                 " VALUES (?1, ?2, 'model-added', 5, ?3, ?4)", -1, &q, NULL) == SQLITE_OK);
+        sqlite3_bind_text(q, 1, h, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, (int) seq);
+        sqlite3_bind_text(q, 3, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 4, d, 32, SQLITE_STATIC);
+        CHECK(sqlite3_step(q) == SQLITE_DONE);
+        sqlite3_finalize(q);
+}
+
+static void test_upgrade_v1(void) {
+        const char *zoo = test_zoo();
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "v1.db");
+        const char *h = "01234567-89ab-4cde-8f01-23456789abcd";
+
+        sqlite3 *db;
+        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db, schema_v1, NULL, NULL, NULL) == SQLITE_OK);
+        char sql[512];
+        snprintf(sql, sizeof(sql), "INSERT INTO hosts VALUES ('%s', 'machine-v1', 'old', '0.0.9', '', zeroblob(32),"
+                 " 1, 1, 3)", h);
+        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        /* A hand-made record, a record that does not unpack, and (with the
+         * zoo) a real one. */
+        uint8_t d1[32], d2[32], d3[32];
+        digest_of(1, d1);
+        digest_of(2, d2);
+        size_t len1;
+        uint8_t *rec1 = make_record("hand-made", d1, llama_arch, 42, &len1);
+        static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
+        v1_insert(db, h, 1, d1, rec1, len1, "hand-made");
+        v1_insert(db, h, 2, d2, junk, sizeof(junk), "damaged");
+        mp_fingerprint *fp = NULL;
+        uint8_t *rec3 = NULL;
+        size_t len3 = 0;
+        if (zoo) {
+                fp = zoo_fingerprint(zoo, "llama/base-1");
+                CHECK(mp_fingerprint_pack(fp, &rec3, &len3) == 0);
+                memcpy(d3, fp->model_digest.data, 32);
+                v1_insert(db, h, 3, d3, rec3, len3, "llama/base-1");
+        }
+        sqlite3_close(db);
+
+        /* Opening upgrades and re-indexes. */
+        mp_store *s = open_store(path);
+        CHECK_EQ(mp_store_schema_version(s), 2);
+        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+        int64_t n_fp = zoo ? 3 : 2;
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), n_fp);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), n_fp);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM events"), n_fp);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory"), n_fp);
+        CHECK_EQ(sql_int(path, "SELECT has_weights FROM fingerprints WHERE name = 'damaged'"), 0);
+        CHECK_EQ(sql_int(path, "SELECT params FROM fingerprints WHERE name = 'hand-made'"), 7);  /* kept */
+        CHECK_EQ(host_last_seq(s, h), 3);
+
+        /* Names in the inventory; the record readable as before. */
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_inventory(s, h, true, &l, &n, NULL) == 0);
+        CHECK_EQ(n, (size_t) n_fp);
+        CHECK_STREQ(l[0].model_name, "hand-made");
+        CHECK_STREQ(l[1].model_name, "damaged");
+        mp_store_locations_free(l, n);
+        uint8_t *back = NULL;
+        size_t back_len = 0;
+        CHECK(mp_store_fingerprint(s, d1, &back, &back_len, NULL) == 0);
+        CHECK_EQ(back_len, len1);
+        CHECK(memcmp(back, rec1, len1) == 0);
+        free(back);
+
+        if (zoo) {
+                /* The real record got its structure and tensor keys, and
+                 * the pre-filter finds it by either. */
+                CHECK_EQ(sql_int(path, "SELECT hidden_size FROM fingerprints WHERE name = 'llama/base-1'"), 128);
+                CHECK_EQ(sql_int(path, "SELECT num_layers FROM fingerprints WHERE name = 'llama/base-1'"), 4);
+                CHECK_EQ(sql_int(path, "SELECT vocab_size FROM fingerprints WHERE name = 'llama/base-1'"), 4000);
+                uint64_t keys[MP_STORE_INDEXED_KEYS];
+                int nk = mp_store_tensor_keys(fp, keys, MP_STORE_INDEXED_KEYS);
+                CHECK(nk > 0 && nk < MP_STORE_INDEXED_KEYS);    /* all of them: 14 */
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM tensor_keys"), nk);
+                mp_store_structure st;
+                mp_store_structure_of(fp, &st);
+                uint8_t *c = NULL;
+                size_t nc = 0;
+                CHECK(mp_store_candidates(s, NULL, keys, 1, NULL, &c, &nc, NULL) == 0);
+                CHECK_EQ(nc, 1);
+                CHECK(memcmp(c, d3, 32) == 0);
+                free(c);
+                CHECK(mp_store_candidates(s, &st, NULL, 0, NULL, &c, &nc, NULL) == 0);
+                CHECK_EQ(nc, 1);                /* the hand-made and damaged ones have no weights */
+                free(c);
+                CHECK(mp_store_candidates(s, &st, NULL, 0, d3, &c, &nc, NULL) == 0);
+                CHECK_EQ(nc, 0);
+                CHECK(c == NULL);
+        }
+        mp_store_close(s);
+
+        /* Reopening finds nothing left to do. */
+        s = open_store(path);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 0"), 0);
+        mp_store_close(s);
+
+        free(rec1);
+        free(rec3);
+        mp_fingerprint_free(fp);
+        free(path);
+        free(dir);
+}
+
+static int cmp_key(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+/* The structure and candidates of fingerprints ingested by this version. */
+static void test_candidates(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+
+        /* Records with tensors: widths 64, 64, 32, one of unknown width (no
+         * matrix), and a 32-wide one sharing a tensor with the first. */
+        static const struct {
+                uint64_t width;
+                uint8_t hash_byte;
+        } spec[] = { { 64, 1 }, { 64, 2 }, { 32, 3 }, { 0, 4 }, { 32, 1 } };
+        enum { N = sizeof(spec) / sizeof(spec[0]) };
+        uint8_t d[N][32];
+        mp_store_event ev[N];
+        uint8_t *rec[N];
+        char paths[N][16];
+        for (size_t i = 0; i < N; i++) {
+                digest_of(100 + (unsigned) i, d[i]);
+                mp_fingerprint fp;
+                Modelprov__V1__Signals sig;
+                Modelprov__V1__TensorDigest t, *tp = &t;
+                modelprov__v1__fingerprint__init(&fp);
+                modelprov__v1__signals__init(&sig);
+                modelprov__v1__tensor_digest__init(&t);
+                uint64_t shape[2] = { 4096, spec[i].width };
+                uint8_t hash[16], sample[4] = { 0, 0x3c, 0, 0xbc };
+                memset(hash, spec[i].hash_byte, sizeof(hash));
+                t.name = (char *) "model.layers.0.mlp.up_proj.weight";
+                t.dtype = (char *) "F16";
+                t.shape = shape;
+                t.n_shape = spec[i].width ? 2 : 1;
+                t.xxh3_128.data = hash;
+                t.xxh3_128.len = 16;
+                t.n_bytes = 4096 * (spec[i].width ? spec[i].width : 1) * 2;
+                t.l2 = 1;
+                t.std = 0.1;
+                t.sample.data = sample;
+                t.sample.len = sizeof(sample);
+                sig.has_weights = true;
+                fp.record_version = MP_FINGERPRINT_RECORD_VERSION;
+                fp.model_digest.data = d[i];
+                fp.model_digest.len = 32;
+                fp.tensors = &tp;
+                fp.n_tensors = 1;
+                fp.signals = &sig;
+                size_t len;
+                CHECK(mp_fingerprint_pack(&fp, &rec[i], &len) == 0);
+                mp_store_structure st;
+                mp_store_structure_of(&fp, &st);
+                CHECK_EQ(st.hidden_size, spec[i].width);        /* the most frequent row width */
+                CHECK(st.has_weights);
+                uint64_t k[4];
+                CHECK_EQ(mp_store_tensor_keys(&fp, k, 4), spec[i].width ? 1 : 0);
+                snprintf(paths[i], sizeof(paths[i]), "/c/%zu", i);
+                ev[i] = (mp_store_event) { .sequence = i + 1, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 1,
+                                           .path = paths[i], .record = rec[i], .record_len = len };
+                memcpy(ev[i].model_digest, d[i], 32);
+        }
+        CHECK_EQ(ingest(s, id, ev, N, N, 0), N);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM tensor_keys"), 4);        /* the vector has none */
+        CHECK_EQ(sql_int(path, "SELECT count(DISTINCT key) FROM tensor_keys"), 3);
+
+        uint8_t *c = NULL;
+        size_t nc = 0;
+        mp_store_structure w64 = { .hidden_size = 64, .has_weights = true };
+        uint64_t key1 = 0x0101010101010101ULL;
+        /* Width 64: both 64-wide ones and the unknown one. */
+        CHECK(mp_store_candidates(s, &w64, NULL, 0, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 3);
+        for (size_t i = 1; i < nc; i++)
+                CHECK(memcmp(c + 32 * (i - 1), c + 32 * i, 32) < 0);   /* sorted, distinct */
+        free(c);
+        /* ... plus the 32-wide one sharing key 1, the first excluded. */
+        CHECK(mp_store_candidates(s, &w64, &key1, 1, d[0], &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 3);
+        bool has4 = false;
+        for (size_t i = 0; i < nc; i++) {
+                CHECK(memcmp(c + 32 * i, d[0], 32) != 0);
+                has4 |= memcmp(c + 32 * i, d[4], 32) == 0;
+        }
+        CHECK(has4);
+        free(c);
+        /* Unknown width: just the unknown one; keys alone: the sharers. */
+        mp_store_structure w0 = { .has_weights = true };
+        CHECK(mp_store_candidates(s, &w0, NULL, 0, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 1);
+        CHECK(memcmp(c, d[3], 32) == 0);
+        free(c);
+        CHECK(mp_store_candidates(s, NULL, &key1, 1, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 2);
+        free(c);
+        /* Limits. */
+        mp_error err;
+        mp_store_structure huge = { .hidden_size = UINT64_MAX };
+        CHECK_EQ(mp_store_candidates(s, &huge, NULL, 0, NULL, &c, &nc, &err), -EINVAL);
+        CHECK_EQ(mp_store_candidates(s, NULL, &key1, MP_STORE_MAX_QUERY_KEYS + 1, NULL, &c, &nc, &err), -EINVAL);
+
+        /* The fingerprint filter by width, and the structure it reports. */
+        mp_store_fingerprint_filter f = { .hidden_size = 32 };
+        CHECK_EQ(count_fingerprints(s, &f), 2);
+        f.hidden_size = UINT64_MAX;
+        CHECK_EQ(mp_store_foreach_fingerprint(s, &f, count_cb, &nc, &err), -EINVAL);
+
+        /* A model with more keyed tensors than are indexed: its smallest
+         * keys are, and a query with any of them finds it. */
+        enum { MANY = MP_STORE_INDEXED_KEYS + 9 };
+        Modelprov__V1__TensorDigest many[MANY], *manyp[MANY];
+        uint8_t hashes[MANY][16], dm[32];
+        uint64_t shape[2] = { 1024, 64 };
+        uint64_t want[MANY];
+        for (size_t i = 0; i < MANY; i++) {
+                modelprov__v1__tensor_digest__init(&many[i]);
+                for (size_t b = 0; b < 16; b++)
+                        hashes[i][b] = (uint8_t) (i * 37 + b * 11 + 5);
+                many[i].name = (char *) "w";
+                many[i].shape = shape;
+                many[i].n_shape = 2;
+                many[i].xxh3_128.data = hashes[i];
+                many[i].xxh3_128.len = 16;
+                many[i].n_bytes = 1024 * 64 * 2;
+                many[i].l2 = 1;
+                many[i].std = 0.5;
+                manyp[i] = &many[i];
+                want[i] = mp_store_tensor_key(&many[i]);
+        }
+        mp_fingerprint mfp;
+        modelprov__v1__fingerprint__init(&mfp);
+        mfp.record_version = MP_FINGERPRINT_RECORD_VERSION;
+        digest_of(200, dm);
+        mfp.model_digest.data = dm;
+        mfp.model_digest.len = 32;
+        mfp.tensors = manyp;
+        mfp.n_tensors = MANY;
+        uint8_t *mrec;
+        size_t mlen;
+        CHECK(mp_fingerprint_pack(&mfp, &mrec, &mlen) == 0);
+        mp_store_event mev = { .sequence = N + 1, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 1,
+                               .path = "/c/many", .record = mrec, .record_len = mlen };
+        memcpy(mev.model_digest, dm, 32);
+        CHECK_EQ(ingest(s, id, &mev, 1, 1, 0), N + 1);
+        free(mrec);
+        char sql[160];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM tensor_keys WHERE digest = x'%02x%02x%02x%02x%02x%s'", dm[0],
+                 dm[1], dm[2], dm[3], dm[4], "000000000000000000000000000000000000000000000000000000");
+        CHECK_EQ(sql_int(path, sql), MP_STORE_INDEXED_KEYS);
+        qsort(want, MANY, sizeof(*want), cmp_key);
+        CHECK(mp_store_candidates(s, NULL, &want[MP_STORE_INDEXED_KEYS - 1], 1, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 1);
+        CHECK(memcmp(c, dm, 32) == 0);
+        free(c);
+        CHECK(mp_store_candidates(s, NULL, &want[MP_STORE_INDEXED_KEYS], 1, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 0);                /* not indexed */
+        CHECK(mp_store_candidates(s, NULL, want, MANY, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, 1);                /* a query with all its keys */
+        free(c);
+
+        mp_store_close(s);
+        for (size_t i = 0; i < N; i++)
+                free(rec[i]);
         free(path);
         free(dir);
 }
@@ -1076,6 +1426,8 @@ int main(void) {
         RUN(test_crash_safety);
         RUN(test_inventory_history);
         RUN(test_fingerprints_zoo);
+        RUN(test_upgrade_v1);
+        RUN(test_candidates);
         RUN(test_hostile);
         RUN(test_two_writers);
         RUN(test_catalog_distribution);
