@@ -415,13 +415,6 @@ typedef struct worker {
         uint8_t *seen;                  /* per target keyed tensor: matched by this candidate */
 } worker;
 
-static mp_verdict verdict_of(double score) {
-        return score >= MP_BLAST_CONFIRMED_AT       ? MP_VERDICT_CONFIRMED
-               : score >= MP_BLAST_HIGH_AT          ? MP_VERDICT_HIGH
-               : score >= MP_BLAST_DEFAULT_THRESHOLD ? MP_VERDICT_WEAK
-                                                     : MP_VERDICT_NOT_MATCHED;
-}
-
 /* How a candidate's keyed tensors relate to the target's, by content. */
 typedef struct overlap {
         uint64_t shared_bytes;          /* byte-identical to one of the target's, under any name */
@@ -541,7 +534,7 @@ static int score_one(worker *w, mp_compare_query *q, mp_bump *bump, size_t i) {
                 v->hit = true;
                 v->relation = MP_BLAST_PARTIAL_COPY;
                 v->score = fmax(identity, v->shared);
-                v->verdict = verdict_of(v->score);
+                v->verdict = mp_verdict_of_score(v->score);
         } else if (c.weights && identity >= sc->threshold) {
                 v->hit = true;
                 v->relation = c.relation;

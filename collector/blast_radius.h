@@ -62,12 +62,9 @@
 #include "compare/compare.h"
 
 /* compare's Weak Match bound (docs/signals.md "Scoring and verdicts"): the
- * lowest identity score modelprov calls a match.  compare.c keeps its
- * bounds private, so they are restated here; blast radius verdicts of
- * partial copies use the same three. */
-#define MP_BLAST_DEFAULT_THRESHOLD 0.30
-#define MP_BLAST_HIGH_AT 0.50
-#define MP_BLAST_CONFIRMED_AT 0.90
+ * lowest identity score modelprov calls a match.  Partial copies get their
+ * verdicts from compare's bounds too (mp_verdict_of_score). */
+#define MP_BLAST_DEFAULT_THRESHOLD MP_VERDICT_WEAK_AT
 
 #define MP_BLAST_MAX_THREADS (MP_STORE_MAX_HELPERS + 1)
 

@@ -61,13 +61,12 @@ static double sig(const mp_comparison *c, mp_signal_id id) {
         return isnan(c->signal[id]) ? 0 : c->signal[id];
 }
 
-/* Verdict thresholds on the identity score, calibrated on the zoo
- * (docs/signals.md "Calibration"): independent pairs score <= 0.15 there,
- * linked ones (distillation aside) >= 0.70, shared-initialisation pairs
- * about 0.3-0.4. */
-#define CONFIRMED_AT 0.90
-#define HIGH_AT 0.50
-#define WEAK_AT 0.30
+mp_verdict mp_verdict_of_score(double s) {
+        return s >= MP_VERDICT_CONFIRMED_AT ? MP_VERDICT_CONFIRMED
+               : s >= MP_VERDICT_HIGH_AT    ? MP_VERDICT_HIGH
+               : s >= MP_VERDICT_WEAK_AT    ? MP_VERDICT_WEAK
+                                            : MP_VERDICT_NOT_MATCHED;
+}
 
 /* modelprov's identity score: the strongest direct weight evidence.  Each of
  * these signals stays near 0 for independently trained models whatever their
@@ -164,7 +163,7 @@ static void explain(mp_comparison *c) {
         if (c->verdict == MP_VERDICT_NOT_MATCHED) {
                 snprintf(c->explanation, sizeof(c->explanation),
                          "no shared weights: best direct weight evidence %.2f (independent models stay below %.2f)",
-                         c->identity_score, WEAK_AT);
+                         c->identity_score, MP_VERDICT_WEAK_AT);
                 return;
         }
         snprintf(c->explanation, sizeof(c->explanation),
@@ -186,10 +185,7 @@ static void decide(const mp_fingerprint *a, const mp_fingerprint *b, mp_comparis
                 explain(c);
                 return;
         }
-        c->verdict = s >= CONFIRMED_AT ? MP_VERDICT_CONFIRMED
-                   : s >= HIGH_AT      ? MP_VERDICT_HIGH
-                   : s >= WEAK_AT      ? MP_VERDICT_WEAK
-                                       : MP_VERDICT_NOT_MATCHED;
+        c->verdict = mp_verdict_of_score(s);
         if (c->verdict >= MP_VERDICT_HIGH)
                 c->relation = relation(a, b, c);
         else if (c->verdict == MP_VERDICT_WEAK)

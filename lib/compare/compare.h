@@ -47,6 +47,17 @@ typedef enum mp_verdict {
         MP_VERDICT_CONFIRMED,
 } mp_verdict;
 
+/* Verdict bounds on the identity score, calibrated on the zoo
+ * (docs/signals.md "Calibration"): independent pairs score <= 0.15 there,
+ * linked ones (distillation aside) >= 0.70, shared-initialisation pairs
+ * about 0.3-0.4. */
+#define MP_VERDICT_CONFIRMED_AT 0.90
+#define MP_VERDICT_HIGH_AT 0.50
+#define MP_VERDICT_WEAK_AT 0.30
+
+/* The verdict an identity score earns (weight evidence on both sides). */
+mp_verdict mp_verdict_of_score(double identity_score);
+
 typedef struct mp_comparison {
         double signal[_MP_SIG_MAX];     /* in [0, 1]; NAN = not available */
         double identity_score;          /* modelprov's weight-evidence score; NAN without weights */
