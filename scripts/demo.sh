@@ -1,7 +1,8 @@
 #!/bin/bash
 # The main job, from a fresh Debian 12 machine: set up, build, then inspect,
 # fingerprint, compare and scan sample models (the zoo's, or generated ones
-# when the zoo is not beside the checkout).
+# when the zoo is not beside the checkout), and ask a collector on loopback
+# where a model and its derivatives are held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -66,4 +67,36 @@ if [ -d ../shared/provenancekit-db ]; then
 fi
 echo "\$ modelprov scan $derived --catalog $cat"
 "$mp" scan -q "$derived" --catalog "$cat"
+
+echo "================================================================"
+echo "The collector: three simulated hosts report models; where is $base, or anything made from it?"
+for s in enroll query admin; do
+        head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$tmpd/$s"
+        chmod 600 "$tmpd/$s"
+done
+build/collector/modelprov-collector --config /dev/null --listen 127.0.0.1:0 --insecure-loopback \
+        --store "sqlite:$tmpd/collector.db" --enroll-secret-file "$tmpd/enroll" \
+        --query-token-file "$tmpd/query" --admin-token-file "$tmpd/admin" 2> "$tmpd/collector.log" &
+collector=$!
+trap 'kill $collector 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$tmpd/collector.log" && break; sleep 0.1; done
+addr=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$tmpd/collector.log")
+for m in "$base" "$derived" "$other"; do
+        "$mp" fingerprint -q -o "$tmpd/$(basename "$m").fp" "$m"
+done
+fp() { echo "$tmpd/$(basename "$1").fp"; }
+/usr/bin/python3 scripts/demo_fleet.py "$addr" "$tmpd/enroll" \
+        "gpu-a=$(fp "$base"),$(fp "$other")" "gpu-b=$(fp "$derived")" "gpu-c=$(fp "$other")"
+q=(--collector "$addr" --token-file "$tmpd/query" --insecure-loopback)
+echo "\$ modelprov catalog push $cat --collector $addr"
+"$mp" catalog push "$cat" --collector "$addr" --token-file "$tmpd/admin" --insecure-loopback
+echo "\$ modelprov query hosts"
+"$mp" query hosts "${q[@]}"
+echo "\$ modelprov query inventory"
+"$mp" query inventory "${q[@]}"
+echo "\$ modelprov query blast-radius --model $base"
+"$mp" query blast-radius --model "$base" "${q[@]}" -q
+kill "$collector"
+wait "$collector" || true
+trap - EXIT
 rm -rf "$tmpd"
