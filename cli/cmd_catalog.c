@@ -161,8 +161,8 @@ static json_t *string_or_null(const char *s) {
 
 static json_t *entry_json(const mp_catalog_entry *e) {
         char hex[2 * 64 + 1] = "";
-        for (size_t i = 0; e->model_digest && i < e->model_digest_len && i < 64; i++)
-                snprintf(hex + 2 * i, 3, "%02x", e->model_digest[i]);
+        if (e->model_digest)
+                mp_hex(e->model_digest, e->model_digest_len < 64 ? e->model_digest_len : 64, hex);
 
         return json_pack("{s:s, s:s, s:o, s:o, s:b, s:o, s:o, s:o, s:s, s:o}",
                          "name", e->name,

@@ -10,6 +10,7 @@
 #include "fingerprint/render_json.h"
 #include "output.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 typedef enum view { VIEW_HUMAN, VIEW_JSON, VIEW_PLAIN } view;
 

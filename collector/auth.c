@@ -11,6 +11,7 @@
 
 #include "collector/auth.h"
 #include "util/secret.h"
+#include "util/strutil.h"
 
 int auth_secrets_load(auth_secrets *a, const char *enroll_file, const char *query_file, const char *admin_file,
                       mp_error *err) {
@@ -154,12 +155,7 @@ int auth_new_host_key(char key[AUTH_HOST_KEY_SIZE], uint8_t hash[MP_STORE_DIGEST
         if (k != (ssize_t) sizeof raw)
                 return -EIO;    /* 32 bytes never come short from a ready pool */
 
-        static const char hex[] = "0123456789abcdef";
-        for (size_t i = 0; i < sizeof raw; i++) {
-                key[2 * i] = hex[raw[i] >> 4];
-                key[2 * i + 1] = hex[raw[i] & 15];
-        }
-        key[2 * sizeof raw] = '\0';
+        mp_hex(raw, sizeof raw, key);
         OPENSSL_cleanse(raw, sizeof raw);
         key_hash(key, hash);
         return 0;

@@ -54,11 +54,6 @@ static int target_new(const char *label, mp_blast_target **ret, mp_error *err) {
         return 0;
 }
 
-static void digest_hex(const uint8_t d[MP_STORE_DIGEST_SIZE], char out[2 * MP_STORE_DIGEST_SIZE + 1]) {
-        for (size_t i = 0; i < MP_STORE_DIGEST_SIZE; i++)
-                snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
 /* Takes fp (unpacked by malloc) into t, with its digest when it has one. */
 static int target_set_record(mp_blast_target *t, mp_fingerprint *fp, mp_error *err) {
         size_t len = fp->model_digest.len;
@@ -78,7 +73,7 @@ int mp_blast_target_from_digest(mp_store *s, const uint8_t digest[MP_STORE_DIGES
                                 mp_error *err) {
         assert(s && digest && ret);
         char hex[2 * MP_STORE_DIGEST_SIZE + 1];
-        digest_hex(digest, hex);
+        mp_hex(digest, MP_STORE_DIGEST_SIZE, hex);
 
         _cleanup_(freep) uint8_t *rec = NULL;
         size_t len = 0;

@@ -10,26 +10,13 @@
 
 #include "collector/catalog_file.h"
 #include "util/macro.h"
+#include "util/source.h"
 
 struct catalog_file {
         char dir[256];
         char path[300];
         mp_catalog *catalog;
 };
-
-static int write_all(int fd, const uint8_t *p, size_t len) {
-        while (len > 0) {
-                ssize_t k = write(fd, p, len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                len -= (size_t) k;
-        }
-        return 0;
-}
 
 void catalog_file_close(catalog_file *f) {
         if (!f)
@@ -71,7 +58,7 @@ int catalog_file_open(const uint8_t *bytes, size_t len, catalog_file **ret, mp_e
         _cleanup_(closep) int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
                 return mp_error_set(err, -errno, f->path, -1, "cannot create: %s", strerror(errno));
-        int r = write_all(fd, bytes, len);
+        int r = mp_write_all(fd, bytes, len);
         if (r < 0)
                 return mp_error_set(err, r, f->path, -1, "cannot write: %s", strerror(-r));
 

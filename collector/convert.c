@@ -49,6 +49,7 @@ static int convert_event(const Modelprov__V1__Event *in, size_t index, mp_store_
                 protobuf_c_message_pack(&in->fingerprint->base, rec);
                 out->record = rec;
                 out->record_len = n;
+                out->fingerprint = in->fingerprint;    /* spares the store a second unpack */
                 if (n == 0) {
                         free(rec);
                         return mp_error_set(err, -EINVAL, NULL, -1, "event %zu: empty fingerprint", index);

@@ -89,8 +89,7 @@ static void sha256_hex(const uint8_t *buf, size_t len, char out[MP_STORE_CATALOG
         unsigned n = 0;
         if (EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
                 abort();        /* SHA-256 in memory cannot fail short of a broken libcrypto */
-        for (unsigned i = 0; i < n; i++)
-                snprintf(out + 2 * i, 3, "%02x", md[i]);
+        mp_hex(md, n, out);
 }
 
 /* ---- structure ---------------------------------------------------------- */
@@ -426,12 +425,20 @@ const char *mp_store_event_kind_name(mp_store_event_kind k) {
 static int extract_columns(mp_store_item *it, mp_bump *bump, const char *what, mp_error *err) {
         const mp_store_event *ev = it->ev;
         ProtobufCAllocator alloc = mp_bump_protobuf_allocator(bump);
-        mp_fingerprint *fp = NULL;
-        mp_error uerr;
+        const mp_fingerprint *fp = ev->fingerprint;
+        int r;
 
-        int r = mp_fingerprint_unpack_with(what, ev->record, ev->record_len, &alloc, &fp, &uerr);
-        if (r < 0)
-                return mp_error_set(err, r == -ENOTSUP ? -ENOTSUP : -EBADMSG, NULL, -1, "%s: %s", what, uerr.reason);
+        if (!fp) {
+                mp_fingerprint *unpacked = NULL;
+                mp_error uerr;
+                r = mp_fingerprint_unpack_with(what, ev->record, ev->record_len, &alloc, &unpacked, &uerr);
+                if (r < 0)
+                        return mp_error_set(err, r == -ENOTSUP ? -ENOTSUP : -EBADMSG, NULL, -1, "%s: %s", what,
+                                            uerr.reason);
+                fp = unpacked;
+        } else if (fp->record_version != MP_FINGERPRINT_RECORD_VERSION)
+                return mp_error_set(err, -ENOTSUP, NULL, -1, "%s: fingerprint record version %u not supported", what,
+                                    fp->record_version);
         if (fp->model_digest.len != 0 &&
             (fp->model_digest.len != MP_STORE_DIGEST_SIZE ||
              memcmp(fp->model_digest.data, ev->model_digest, MP_STORE_DIGEST_SIZE) != 0))
@@ -489,6 +496,8 @@ static int check_event(mp_store_item *it, size_t index, mp_bump *bump, mp_error 
         if (!model && ev->record)
                 return mp_error_set(err, -EINVAL, NULL, -1, "%s: only model-added and model-changed carry a record",
                                     what);
+        if (ev->fingerprint && !ev->record)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%s: an unpacked fingerprint without its record", what);
         if (!ev->record != (ev->record_len == 0))
                 return mp_error_set(err, -EINVAL, NULL, -1, "%s: record pointer and length disagree", what);
         if (ev->record_len > MP_STORE_MAX_RECORD)

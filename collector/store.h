@@ -125,6 +125,10 @@ typedef struct mp_store_event {
         uint8_t model_digest[MP_STORE_DIGEST_SIZE];
         const uint8_t *record;
         size_t record_len;
+        /* Optional: record already unpacked (the service parsed the batch),
+         * so ingest does not unpack it again.  Only with record, and it must
+         * be what record holds. */
+        const mp_fingerprint *fingerprint;
         const char *finding_kind;
         const char *finding_detail;
         const char *match_entry;

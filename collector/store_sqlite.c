@@ -984,6 +984,67 @@ static int sqlite_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_
 
 /* The statement is built per filter (four shapes) so that SQLite can use the
  * arch or family index: "?1 IS NULL OR arch_hash = ?1" would defeat it. */
+/* Steps q to its end, checking that column 0 of every row is a 32-byte
+ * digest, and hands each row to fn: a negative return of fn stops and is
+ * returned, a positive one stops and 0 is returned.  q is not reset. */
+typedef int (*digest_row_fn)(sqlite3_stmt *q, void *userdata);
+
+static int step_digest_rows(sqlite_store *st, sqlite3_stmt *q, digest_row_fn fn, void *userdata, const char *what,
+                            mp_error *err) {
+        for (;;) {
+                int rc = sqlite3_step(q);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return sql_error(st, rc, what, err);
+                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE)
+                        return sql_error(st, SQLITE_CORRUPT, what, err);
+                int r = fn(q, userdata);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+}
+
+struct fingerprint_rows {
+        mp_store_fingerprint_cb cb;
+        void *userdata;
+};
+
+/* A row of (digest, name, format, arch_hash, family_hash, params,
+ * n_tensors, hidden_size, num_layers, vocab_size, has_weights, record). */
+static int fingerprint_row(sqlite3_stmt *q, void *userdata) {
+        struct fingerprint_rows *rows = userdata;
+        mp_store_fingerprint_info info = {
+                .digest = sqlite3_column_blob(q, 0),
+                .name = (const char *) sqlite3_column_text(q, 1),
+                .format = (const char *) sqlite3_column_text(q, 2),
+                .arch_hash = (const char *) sqlite3_column_text(q, 3),
+                .family_hash = (const char *) sqlite3_column_text(q, 4),
+                .params = (uint64_t) sqlite3_column_int64(q, 5),
+                .n_tensors = (uint64_t) sqlite3_column_int64(q, 6),
+                .structure = {
+                        .hidden_size = (uint64_t) sqlite3_column_int64(q, 7),
+                        .num_layers = (uint64_t) sqlite3_column_int64(q, 8),
+                        .vocab_size = (uint64_t) sqlite3_column_int64(q, 9),
+                        .has_weights = sqlite3_column_int(q, 10) != 0,
+                },
+                .record = sqlite3_column_blob(q, 11),
+                .record_len = (size_t) sqlite3_column_bytes(q, 11),
+        };
+        return rows->cb(&info, rows->userdata);
+}
+
+/* A row of (digest, record). */
+static int record_row(sqlite3_stmt *q, void *userdata) {
+        struct fingerprint_rows *rows = userdata;
+        mp_store_fingerprint_info info = {
+                .digest = sqlite3_column_blob(q, 0),
+                .record = sqlite3_column_blob(q, 1),
+                .record_len = (size_t) sqlite3_column_bytes(q, 1),
+        };
+        return rows->cb(&info, rows->userdata);
+}
+
 static int sqlite_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_filter *f, mp_store_fingerprint_cb cb,
                                       void *userdata, mp_error *err) {
         sqlite_store *st = impl(s);
@@ -1009,63 +1070,34 @@ static int sqlite_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_fi
         if (f->hidden_size)
                 sqlite3_bind_int64(q, 5, (int64_t) f->hidden_size);
 
-        for (;;) {
-                rc = sqlite3_step(q);
-                if (rc == SQLITE_DONE)
-                        return 0;
-                if (rc != SQLITE_ROW)
-                        return sql_error(st, rc, what, err);
-                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE)
-                        return sql_error(st, SQLITE_CORRUPT, what, err);
-                mp_store_fingerprint_info info = {
-                        .digest = sqlite3_column_blob(q, 0),
-                        .name = (const char *) sqlite3_column_text(q, 1),
-                        .format = (const char *) sqlite3_column_text(q, 2),
-                        .arch_hash = (const char *) sqlite3_column_text(q, 3),
-                        .family_hash = (const char *) sqlite3_column_text(q, 4),
-                        .params = (uint64_t) sqlite3_column_int64(q, 5),
-                        .n_tensors = (uint64_t) sqlite3_column_int64(q, 6),
-                        .structure = {
-                                .hidden_size = (uint64_t) sqlite3_column_int64(q, 7),
-                                .num_layers = (uint64_t) sqlite3_column_int64(q, 8),
-                                .vocab_size = (uint64_t) sqlite3_column_int64(q, 9),
-                                .has_weights = sqlite3_column_int(q, 10) != 0,
-                        },
-                        .record = sqlite3_column_blob(q, 11),
-                        .record_len = (size_t) sqlite3_column_bytes(q, 11),
-                };
-                int r = cb(&info, userdata);
-                if (r != 0)
-                        return r < 0 ? r : 0;
-        }
+        struct fingerprint_rows rows = {.cb = cb, .userdata = userdata};
+        return step_digest_rows(st, q, fingerprint_row, &rows, what, err);
 }
 
 /* ---- blast-radius pre-filter -------------------------------------------- */
+
+struct digest_array {
+        uint8_t **array;
+        size_t *n, *allocated;
+};
+
+static int append_digest(sqlite3_stmt *q, void *userdata) {
+        struct digest_array *a = userdata;
+        if (mp_grow((void **) a->array, a->allocated, *a->n + 1, MP_STORE_DIGEST_SIZE) < 0)
+                return -ENOMEM;
+        memcpy(*a->array + *a->n * MP_STORE_DIGEST_SIZE, sqlite3_column_blob(q, 0), MP_STORE_DIGEST_SIZE);
+        (*a->n)++;
+        return 0;
+}
 
 /* Appends the digest column of each row of q to the array (32 bytes each);
  * q is reset afterwards. */
 static int collect_digests(sqlite_store *st, sqlite3_stmt *q, uint8_t **array, size_t *n, size_t *allocated,
                            const char *what, mp_error *err) {
-        int r = 0;
-        for (;;) {
-                int rc = sqlite3_step(q);
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW) {
-                        r = sql_error(st, rc, what, err);
-                        break;
-                }
-                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE) {
-                        r = sql_error(st, SQLITE_CORRUPT, what, err);
-                        break;
-                }
-                if (mp_grow((void **) array, allocated, *n + 1, MP_STORE_DIGEST_SIZE) < 0) {
-                        r = mp_error_set(err, -ENOMEM, st->path, -1, "out of memory");
-                        break;
-                }
-                memcpy(*array + *n * MP_STORE_DIGEST_SIZE, sqlite3_column_blob(q, 0), MP_STORE_DIGEST_SIZE);
-                (*n)++;
-        }
+        struct digest_array a = {.array = array, .n = n, .allocated = allocated};
+        int r = step_digest_rows(st, q, append_digest, &a, what, err);
+        if (r == -ENOMEM)
+                mp_error_set(err, r, st->path, -1, "out of memory");
         sqlite3_reset(q);
         return r;
 }
@@ -1136,29 +1168,8 @@ static int sqlite_unindexed(mp_store *s, size_t max, mp_store_fingerprint_cb cb,
         if (r < 0)
                 return r;
         sqlite3_bind_int64(q, 1, (int64_t) (max < INT64_MAX ? max : INT64_MAX));
-        for (;;) {
-                int rc = sqlite3_step(q);
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW) {
-                        r = sql_error(st, rc, what, err);
-                        break;
-                }
-                if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE) {
-                        r = sql_error(st, SQLITE_CORRUPT, what, err);
-                        break;
-                }
-                mp_store_fingerprint_info info = {
-                        .digest = sqlite3_column_blob(q, 0),
-                        .record = sqlite3_column_blob(q, 1),
-                        .record_len = (size_t) sqlite3_column_bytes(q, 1),
-                };
-                r = cb(&info, userdata);
-                if (r != 0) {
-                        r = r < 0 ? r : 0;
-                        break;
-                }
-        }
+        struct fingerprint_rows rows = {.cb = cb, .userdata = userdata};
+        r = step_digest_rows(st, q, record_row, &rows, what, err);
         sqlite3_reset(q);
         return r;
 }

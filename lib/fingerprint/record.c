@@ -297,19 +297,6 @@ void mp_fingerprint_free(mp_fingerprint *fp) {
                 modelprov__v1__fingerprint__free_unpacked(fp, NULL);
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len) {
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = write(fd, buf + done, len - done);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                done += (size_t) n;
-        }
-        return 0;
-}
-
 /* A device, pipe or socket (-o /dev/stdout, a FIFO) is written in place:
  * the temporary-file-and-rename dance would replace it with a regular file,
  * and for /dev/null that breaks the whole machine. */
@@ -317,7 +304,7 @@ static int write_special(const char *path, const uint8_t *buf, size_t len, mp_er
         _cleanup_(closep) int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return mp_error_set(err, -errno, path, -1, "cannot open: %s", strerror(errno));
-        int r = write_all(fd, buf, len);
+        int r = mp_write_all(fd, buf, len);
         if (r < 0)
                 return mp_error_set(err, r, path, -1, "write failed: %s", strerror(-r));
         return 0;
@@ -344,7 +331,7 @@ int mp_fingerprint_write(const mp_fingerprint *fp, const char *path, mp_error *e
         if (fd < 0)
                 return mp_error_set(err, -errno, path, -1, "cannot create %s: %s", tmp, strerror(errno));
 
-        int r = write_all(fd, buf, len);
+        int r = mp_write_all(fd, buf, len);
         if (r < 0) {
                 unlink(tmp);
                 return mp_error_set(err, r, path, -1, "write failed: %s", strerror(-r));

@@ -23,6 +23,7 @@
 #include <xxhash.h>
 
 #include "util/macro.h"
+#include "util/strutil.h"
 #include "util/source.h"
 
 #define DEFAULT_CHUNK   (4u * 1024 * 1024)
@@ -71,15 +72,6 @@ typedef struct worker {
         residency rs;
         unsigned char *mincore_vec;     /* one chunk's worth of mincore() output */
 } worker;
-
-void mp_hex(const uint8_t *bytes, size_t len, char *out) {
-        static const char digits[] = "0123456789abcdef";
-        for (size_t i = 0; i < len; i++) {
-                out[2 * i] = digits[bytes[i] >> 4];
-                out[2 * i + 1] = digits[bytes[i] & 15];
-        }
-        out[2 * len] = 0;
-}
 
 static void fail(pass_ctx *ctx, const mp_error *e) {
         pthread_mutex_lock(&ctx->lock);

@@ -68,5 +68,3 @@ void mp_pass_result_free(mp_pass_result *res);
  * agent when it rebuilds a model from stored per-file parts). */
 int mp_model_digest(const mp_model *m, uint8_t out[32]);
 
-/* Lowercase hex of len bytes into out (2*len+1 bytes). */
-void mp_hex(const uint8_t *bytes, size_t len, char *out);

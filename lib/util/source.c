@@ -120,3 +120,18 @@ int mp_read_file_limited(const char *path, const char *label, uint64_t max, char
         mp_source_close(&src);
         return r;
 }
+
+int mp_write_all(int fd, const void *buf, size_t len) {
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t k = write(fd, p, len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                len -= (size_t) k;
+        }
+        return 0;
+}

@@ -40,3 +40,7 @@ void mp_source_close(mp_source *src);
  * NUL-terminated buffer.  Refuses files larger than max. */
 int mp_read_file_limited(const char *path, const char *label, uint64_t max, char **ret,
                          size_t *ret_len, mp_error *err);
+
+/* Writes all len bytes to fd, going on after short writes and EINTR;
+ * 0 or a negative errno. */
+int mp_write_all(int fd, const void *buf, size_t len);

@@ -89,3 +89,12 @@ size_t mp_utf8_invalid_at(const uint8_t *s, size_t len) {
         }
         return len;
 }
+
+void mp_hex(const uint8_t *bytes, size_t len, char *out) {
+        static const char digits[] = "0123456789abcdef";
+        for (size_t i = 0; i < len; i++) {
+                out[2 * i] = digits[bytes[i] >> 4];
+                out[2 * i + 1] = digits[bytes[i] & 15];
+        }
+        out[2 * len] = 0;
+}

@@ -11,6 +11,9 @@ bool mp_has_suffix(const char *s, const char *suffix);
 /* True if the n bytes at s are all lowercase hex digits. */
 bool mp_is_lower_hex(const char *s, size_t n);
 
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void mp_hex(const uint8_t *bytes, size_t len, char *out);
+
 /* Copies src into dst (size > 4) for a message on a terminal or in a log:
  * control characters (< 0x20, 0x7f) become '?' (UTF-8 passes), and a string that does
  * not fit is cut and ends in "...".  Strings from hostile files must not

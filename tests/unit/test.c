@@ -101,3 +101,29 @@ void put_u8(test_buf *b, uint8_t v)   { put_le(b, v, 1); }
 void put_u16(test_buf *b, uint16_t v) { put_le(b, v, 2); }
 void put_u32(test_buf *b, uint32_t v) { put_le(b, v, 4); }
 void put_u64(test_buf *b, uint64_t v) { put_le(b, v, 8); }
+
+char *test_write_safetensors(test_buf *header, test_buf *data) {
+        put(header, "}", 1);
+        while (header->n % 8)
+                put(header, " ", 1);
+        test_buf f = {0};
+        put_u64(&f, header->n);
+        put(&f, header->p, header->n);
+        put(&f, data->p, data->n);
+        char *dir = test_tmpdir();
+        char *path = test_write(dir, "model.safetensors", f.p, f.n);
+        free(dir);
+        free(header->p);
+        free(data->p);
+        free(f.p);
+        *header = *data = (test_buf) {0};
+        return path;
+}
+
+float test_value(unsigned seed, uint64_t tensor, uint64_t i) {
+        uint64_t x = ((uint64_t) seed << 40) ^ (tensor << 32) ^ i;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        x ^= x >> 31;
+        return (float) ((double) (x >> 11) / (double) (1ULL << 53) * 2 - 1);
+}

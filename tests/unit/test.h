@@ -89,3 +89,13 @@ void put_u8(test_buf *b, uint8_t v);
 void put_u16(test_buf *b, uint16_t v);
 void put_u32(test_buf *b, uint32_t v);
 void put_u64(test_buf *b, uint64_t v);
+
+/* Finishes a safetensors file whose header holds "{" and the tensor
+ * entries: closes the object, pads it to 8 bytes, writes header length,
+ * header and data as model.safetensors in a new temporary directory, and
+ * frees both buffers.  Returns the file's path (malloc'd). */
+char *test_write_safetensors(test_buf *header, test_buf *data);
+
+/* Deterministic pseudo-random values in [-1, 1): seed picks the "training
+ * run", tensor and i the value within it. */
+float test_value(unsigned seed, uint64_t tensor, uint64_t i);

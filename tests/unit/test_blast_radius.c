@@ -21,23 +21,11 @@
 #include "collector/store.h"
 #include "fingerprint/compute.h"
 #include "signals/sample.h"
+#include "store_fixture.h"
 #include "test.h"
 #include "util/macro.h"
 
 /* ---- store helpers ------------------------------------------------------ */
-
-static mp_store *open_store(const char *path) {
-        char *url = NULL;
-        CHECK(asprintf(&url, "sqlite:%s", path) > 0);
-        mp_store *s = NULL;
-        mp_error err;
-        int r = mp_store_open(url, &s, &err);
-        if (r < 0)
-                fprintf(stderr, "%s: %s\n", err.file, err.reason);
-        CHECK(r == 0);
-        free(url);
-        return s;
-}
 
 typedef struct host {
         char id[MP_STORE_HOST_ID_SIZE];
@@ -173,7 +161,7 @@ static mp_blast_target *target_digest(mp_store *s, const uint8_t *digest) {
 #define VOCAB 1024
 #define INTER 256
 
-/* What a generated model is made of.  Values come from value_of(run,
+/* What a generated model is made of.  Values come from test_value(run,
  * tensor id, element): the same run and id give the same tensor. */
 typedef struct gen {
         unsigned run;                   /* the "training run" */
@@ -185,14 +173,6 @@ typedef struct gen {
         unsigned extra_run;             /* adds "extra.weight", run extra_run's 64-wide embedding */
         bool reversed;                  /* the blocks' values in reverse order (a permutation) */
 } gen;
-
-static float value_of(unsigned run, unsigned tensor, uint64_t i) {
-        uint64_t x = ((uint64_t) run << 40) ^ ((uint64_t) tensor << 32) ^ i;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-        x ^= x >> 31;
-        return (float) ((double) (x >> 11) / (double) (1ULL << 53) * 2 - 1);
-}
 
 typedef struct gen_tensor {
         char name[64];
@@ -251,9 +231,9 @@ static char *gen_write(const gen *g) {
                 put(&h, e, strlen(e));
                 free(e);
                 for (uint64_t i = 0; i < n; i++) {
-                        float v = value_of(t[k].run, t[k].id, t[k].reversed ? n - 1 - i : i) * 0.05f;
+                        float v = test_value(t[k].run, t[k].id, t[k].reversed ? n - 1 - i : i) * 0.05f;
                         if (t[k].noise != 0)
-                                v += t[k].noise * 0.05f * value_of(t[k].run + 1000, t[k].id, i);
+                                v += t[k].noise * 0.05f * test_value(t[k].run + 1000, t[k].id, i);
                         if (t[k].norm)
                                 v = 1.0f + 2 * v;
                         if (g->f16) {
@@ -264,20 +244,7 @@ static char *gen_write(const gen *g) {
                 }
                 off += es * n;
         }
-        put(&h, "}", 1);
-        while (h.n % 8)
-                put(&h, " ", 1);
-        test_buf f = {0};
-        put_u64(&f, h.n);
-        put(&f, h.p, h.n);
-        put(&f, d.p, d.n);
-        char *dir = test_tmpdir();
-        char *path = test_write(dir, "model.safetensors", f.p, f.n);
-        free(dir);
-        free(h.p);
-        free(d.p);
-        free(f.p);
-        return path;
+        return test_write_safetensors(&h, &d);
 }
 
 static model gen_model(const gen *g) {

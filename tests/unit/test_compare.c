@@ -38,15 +38,6 @@ static uint64_t numel(const spec_tensor *t) {
         return t->cols ? t->rows * t->cols : t->rows;
 }
 
-/* Deterministic pseudo-random values in [-1, 1): seed picks the "training run". */
-static float value_of(unsigned seed, size_t tensor, uint64_t i) {
-        uint64_t x = ((uint64_t) seed << 40) ^ ((uint64_t) tensor << 32) ^ i;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-        x ^= x >> 31;
-        return (float) ((double) (x >> 11) / (double) (1ULL << 53) * 2 - 1);
-}
-
 /* Writes an F32 safetensors file; scale[k] multiplies tensor k, skip names a
  * tensor to leave out (NULL: none). */
 static char *write_model(unsigned seed, const float scale[N_TENSORS], const char *skip) {
@@ -74,27 +65,13 @@ static char *write_model(unsigned seed, const float scale[N_TENSORS], const char
                 first = false;
                 for (uint64_t i = 0; i < n; i++) {
                         /* norm weights near 1, as trained ones are */
-                        float v = t->cols ? value_of(seed, k, i) * 0.05f : 1.0f + 0.1f * value_of(seed, k, i);
+                        float v = t->cols ? test_value(seed, k, i) * 0.05f : 1.0f + 0.1f * test_value(seed, k, i);
                         v *= scale ? scale[k] : 1.0f;
                         put(&d, &v, 4);
                 }
                 off += 4 * n;
         }
-        put(&h, "}", 1);
-        while (h.n % 8)
-                put(&h, " ", 1);
-
-        test_buf f = {0};
-        put_u64(&f, h.n);
-        put(&f, h.p, h.n);
-        put(&f, d.p, d.n);
-        char *dir = test_tmpdir();
-        char *path = test_write(dir, "model.safetensors", f.p, f.n);
-        free(dir);
-        free(h.p);
-        free(d.p);
-        free(f.p);
-        return path;
+        return test_write_safetensors(&h, &d);
 }
 
 static mp_fingerprint *fingerprint_of(const char *path) {
@@ -206,7 +183,7 @@ static void test_collected_signals(void) {
                 double sum = 0, sq = 0;
                 uint64_t n = numel(st);
                 for (uint64_t i = 0; i < n; i++) {
-                        double v = st->cols ? value_of(1, k, i) * 0.05f : 1.0f + 0.1f * value_of(1, k, i);
+                        double v = st->cols ? test_value(1, k, i) * 0.05f : 1.0f + 0.1f * test_value(1, k, i);
                         sum += v;
                         sq += v * v;
                 }
@@ -217,7 +194,7 @@ static void test_collected_signals(void) {
                 uint64_t shape[2] = { st->rows, st->cols };
                 for (size_t j = 0; j < ns; j++) {
                         uint64_t p = mp_sample_position(shape, st->cols ? 2 : 1, n, j);
-                        float want = st->cols ? value_of(1, k, p) * 0.05f : 1.0f + 0.1f * value_of(1, k, p);
+                        float want = st->cols ? test_value(1, k, p) * 0.05f : 1.0f + 0.1f * test_value(1, k, p);
                         uint16_t got = (uint16_t) (t->sample.data[2 * j] | t->sample.data[2 * j + 1] << 8);
                         CHECK_EQ(got, mp_f32_to_f16(want));
                 }
@@ -236,7 +213,7 @@ static void test_collected_signals(void) {
         CHECK_STREQ(s->nlf_mode, "direct");
         CHECK_EQ(s->nlf_vectors, 2);
         CHECK_EQ(s->n_nlf, 2 * HIDDEN * 2);
-        CHECK(s->nlf[0] == 1.0f + 0.1f * value_of(1, 2, 0));   /* layer 0's norm first */
+        CHECK(s->nlf[0] == 1.0f + 0.1f * test_value(1, 2, 0));   /* layer 0's norm first */
         CHECK_EQ(s->n_eas_self_sim, s->n_eas_ids * (s->n_eas_ids - 1) / 2);
         CHECK(s->n_eas_ids >= 16);
 

@@ -18,6 +18,7 @@
 #include "formats/model.h"
 #include "pass/pass.h"
 #include "test.h"
+#include "util/strutil.h"
 
 static mp_model *open_ok(const char *path) {
         mp_model *m = NULL;

@@ -19,24 +19,12 @@
 #include "catalog/catalog.h"
 #include "collector/store.h"
 #include "fingerprint/compute.h"
+#include "store_fixture.h"
 #include "test.h"
 #include "util/macro.h"
 
 static const char *llama_arch = "4b414de3062423b5f3b534e10f21eafe18c08a72a5f6c361f6f724d846180b50";
 static const char *other_arch = "1111111111111111111111111111111111111111111111111111111111111111";
-
-static mp_store *open_store(const char *path) {
-        char *url = NULL;
-        CHECK(asprintf(&url, "sqlite:%s", path) > 0);
-        mp_store *s = NULL;
-        mp_error err;
-        int r = mp_store_open(url, &s, &err);
-        if (r < 0)
-                fprintf(stderr, "%s: %s\n", err.file, err.reason);
-        CHECK(r == 0);
-        free(url);
-        return s;
-}
 
 static int open_store_err(const char *url, mp_error *err) {
         mp_store *s = NULL;
