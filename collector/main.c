@@ -12,7 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "collector/config.h"
-#include "collector/log.h"
+#include "daemon/log.h"
 #include "collector/server.h"
 #include "collector/service.h"
 #include "util/macro.h"
@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
                 collector_config_done(&cfg);
                 return EXIT_SUCCESS;
         }
-        log_setup(cfg.log_level);
+        log_setup("modelprov-collector", cfg.log_level);
 
         collector_service svc = {
                 .store_url = cfg.store,

@@ -25,7 +25,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "collector/log.h"
+#include "daemon/log.h"
 #include "collector/server.h"
 #include "rpc/status.h"
 #include "util/address.h"

@@ -14,7 +14,7 @@
 #include "catalog/catalog.h"
 #include "collector/catalog_file.h"
 #include "collector/convert.h"
-#include "collector/log.h"
+#include "daemon/log.h"
 #include "collector/service.h"
 #include "util/macro.h"
 

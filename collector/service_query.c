@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "collector/convert.h"
-#include "collector/log.h"
+#include "daemon/log.h"
 #include "collector/service.h"
 #include "util/macro.h"
 

@@ -3,8 +3,9 @@
 with the collector at ADDR (plaintext loopback) and reports the fingerprint
 records (written by `modelprov fingerprint -o`) as models added under
 /models/<record name>, over the Report stream, one acknowledged batch per
-host.  The real host agent is the next piece of modelprov; this stands in
-for it with a Python client generated from proto/ (Debian's python3-grpcio).
+host.  The demo's own host runs the real agent (modelprovd); these stand in
+for the other hosts of a fleet, with a Python client generated from proto/
+(Debian's python3-grpcio).
 
 usage: demo_fleet.py ADDR ENROLL_SECRET_FILE HOST=RECORD[,RECORD...]..."""
 import os

@@ -4,7 +4,10 @@
  * into a private buffer, and walks each chunk in cache-sized slices so the
  * SHA-256, the tensor XXH3 states and the float conversion all see the bytes
  * while they are still in L2.  Tensors are sorted by offset; the active set
- * holds those overlapping the current slice (torch views may overlap). */
+ * holds those overlapping the current slice (torch views may overlap).
+ *
+ * Between chunks a worker checks for a stop request and pays for the next
+ * chunk at the rate limiters (util/rate_limit.h) before reading it. */
 #include "pass/pass.h"
 
 #include <assert.h>
@@ -23,6 +26,7 @@
 #include <xxhash.h>
 
 #include "util/macro.h"
+#include "util/rate_limit.h"
 #include "util/strutil.h"
 #include "util/source.h"
 
@@ -47,10 +51,15 @@ typedef struct pass_ctx {
         mp_model *m;
         const mp_pass_options *opts;
         mp_pass_result *res;
-        size_t *order;                  /* file indices, largest first */
+        size_t *order;                  /* file indices to read, largest first */
         size_t n_order;
         atomic_size_t next;
         atomic_bool stop;
+        mp_rate_limit *own_limit;       /* for opts->max_bytes_per_sec */
+        /* per file: the content's git SHA-1 when it differs from the blob
+         * name; written by the one thread reading the file, turned into
+         * findings in file order after the pass (deterministic records) */
+        char (*git_mismatch)[41];
         pthread_mutex_t lock;           /* guards everything below */
         uint64_t bytes_done, bytes_total;
         int error;
@@ -72,6 +81,22 @@ typedef struct worker {
         residency rs;
         unsigned char *mincore_vec;     /* one chunk's worth of mincore() output */
 } worker;
+
+static bool stop_requested(const pass_ctx *ctx) {
+        return ctx->opts->stop && *ctx->opts->stop;
+}
+
+/* Before reading n bytes: the stop flag, then both rate limiters. */
+static int before_read(pass_ctx *ctx, uint64_t n, const char *label, mp_error *err) {
+        int r = stop_requested(ctx) ? -ECANCELED : 0;
+        if (r >= 0 && ctx->own_limit)
+                r = mp_rate_limit_take(ctx->own_limit, n, ctx->opts->stop);
+        if (r >= 0 && ctx->opts->rate_limit)
+                r = mp_rate_limit_take(ctx->opts->rate_limit, n, ctx->opts->stop);
+        if (r < 0)
+                return mp_error_set(err, r, label, -1, "cancelled");
+        return 0;
+}
 
 static void fail(pass_ctx *ctx, const mp_error *e) {
         pthread_mutex_lock(&ctx->lock);
@@ -235,6 +260,7 @@ static int tensor_finish(worker *w, tensor_state *ts) {
         XXH128_canonical_t c;
         XXH128_canonicalFromHash(&c, h);
         memcpy(ctx->res->tensor_xxh3[ts->ti], c.digest, 16);
+        ctx->res->tensor_done[ts->ti] = true;
 
         for (size_t v = 0; ts->visit && v < ctx->opts->n_visitors; v++) {
                 const mp_tensor_visitor *vis = &ctx->opts->visitors[v];
@@ -384,6 +410,9 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
                         break;
                 }
                 size_t n = f->size - pos < chunk ? (size_t) (f->size - pos) : chunk;
+                r = before_read(ctx, n, f->path, err);
+                if (r < 0)
+                        break;
                 if (drop)
                         residency_advance(&w->rs, src.fd, pos, f->size, chunk, w->mincore_vec);
                 r = mp_source_pread(&src, w->buf, n, pos, err);
@@ -419,15 +448,10 @@ static int digest_file(worker *w, size_t fi, mp_error *err) {
                         len = 20;
                         EVP_DigestFinal_ex(git, sha1, &len);
                         mp_hex(sha1, 20, hex);
-                        /* Stash the git digest in place of the expectation
-                         * check below: compare now, the pass owns the file. */
-                        if (strcmp(hex, f->expect_hex) != 0) {
-                                pthread_mutex_lock(&ctx->lock);
-                                r = mp_model_add_finding(ctx->m, MP_FINDING_DIGEST_MISMATCH, f->path, -1,
-                                                         "blob is named by git SHA-1 %s but its content hashes to %s",
-                                                         f->expect_hex, hex);
-                                pthread_mutex_unlock(&ctx->lock);
-                        }
+                        /* Only the content can check a git blob name: note
+                         * it now, the finding comes after the pass. */
+                        if (strcmp(hex, f->expect_hex) != 0)
+                                memcpy(ctx->git_mismatch[fi], hex, sizeof(hex));
                 }
         }
 
@@ -448,7 +472,9 @@ static void *worker_main(void *arg) {
                         break;
                 mp_error e;
                 mp_error_clear(&e);
-                int r = digest_file(w, ctx->order[k], &e);
+                int r = stop_requested(ctx) ? mp_error_set(&e, -ECANCELED, ctx->m->files[ctx->order[k]].path, -1,
+                                                           "cancelled")
+                                            : digest_file(w, ctx->order[k], &e);
                 if (r < 0) {
                         fail(ctx, &e);
                         break;
@@ -483,8 +509,19 @@ static int cmp_file_size_desc(const void *a, const void *b, void *userdata) {
         return x > y ? -1 : x < y;
 }
 
-/* Blob names that promise a SHA-256: compare now that it is known. */
-static int check_expectations(mp_model *m) {
+/* Blob names, in file order: git SHA-1 mismatches the workers noted, then
+ * names that promise a SHA-256, compared now that every digest is known. */
+static int check_expectations(mp_model *m, char (*git_mismatch)[41]) {
+        for (size_t i = 0; i < m->n_files; i++) {
+                const mp_file *f = &m->files[i];
+                if (git_mismatch[i][0] == 0)
+                        continue;
+                int r = mp_model_add_finding(m, MP_FINDING_DIGEST_MISMATCH, f->path, -1,
+                                             "blob is named by git SHA-1 %s but its content hashes to %s",
+                                             f->expect_hex, git_mismatch[i]);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < m->n_files; i++) {
                 mp_file *f = &m->files[i];
                 if (f->expect_kind != MP_EXPECT_SHA256 || !f->expect_hex)
@@ -537,8 +574,40 @@ void mp_pass_result_free(mp_pass_result *res) {
         if (!res)
                 return;
         free(res->tensor_xxh3);
+        free(res->tensor_done);
         res->tensor_xxh3 = NULL;
+        res->tensor_done = NULL;
         res->n_tensors = 0;
+}
+
+/* Runs the workers over ctx->order; returns ctx->error (0 on success). */
+static int run_workers(pass_ctx *ctx, unsigned jobs, mp_model *m) {
+        _cleanup_(freep) worker *workers = calloc(jobs, sizeof(worker));
+        _cleanup_(freep) pthread_t *threads = calloc(jobs, sizeof(pthread_t));
+        int r = workers && threads ? 0 : -ENOMEM;
+        unsigned initialized = 0, started = 0;
+
+        for (unsigned i = 0; i < jobs && r >= 0; i++) {
+                r = worker_init(&workers[i], ctx);
+                initialized++;
+                if (r >= 0 && jobs > 1) {
+                        r = -pthread_create(&threads[i], NULL, worker_main, &workers[i]);
+                        if (r >= 0)
+                                started++;
+                }
+        }
+        if (r < 0) {
+                mp_error e;
+                mp_error_set(&e, r, m->root, -1, "cannot start workers: %s", strerror(-r));
+                fail(ctx, &e);
+        }
+        if (jobs == 1 && r >= 0)
+                worker_main(&workers[0]);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(threads[i], NULL);
+        for (unsigned i = 0; i < initialized; i++)
+                worker_done(&workers[i]);
+        return ctx->error;
 }
 
 int mp_pass_run(mp_model *m, const mp_pass_options *opts_in, mp_pass_result *res, mp_error *err) {
@@ -550,56 +619,48 @@ int mp_pass_run(mp_model *m, const mp_pass_options *opts_in, mp_pass_result *res
                 opts.chunk_bytes = DEFAULT_CHUNK;
         size_t page = (size_t) sysconf(_SC_PAGESIZE);
         opts.chunk_bytes = (opts.chunk_bytes + page - 1) / page * page;
-        if (opts.jobs == 0) {
-                long n = sysconf(_SC_NPROCESSORS_ONLN);
-                opts.jobs = n > 0 ? (unsigned) n : 1;
-        }
-        if (opts.jobs > m->n_files)
-                opts.jobs = m->n_files ? (unsigned) m->n_files : 1;
 
         *res = (mp_pass_result) { .n_tensors = m->n_tensors };
         res->tensor_xxh3 = calloc(m->n_tensors ? m->n_tensors : 1, 16);
+        res->tensor_done = calloc(m->n_tensors ? m->n_tensors : 1, sizeof(bool));
         _cleanup_(freep) size_t *order = calloc(m->n_files ? m->n_files : 1, sizeof(size_t));
-        _cleanup_(freep) worker *workers = calloc(opts.jobs, sizeof(worker));
-        _cleanup_(freep) pthread_t *threads = calloc(opts.jobs, sizeof(pthread_t));
-        if (!res->tensor_xxh3 || !order || !workers || !threads) {
+        _cleanup_(freep) char (*git_mismatch)[41] = calloc(m->n_files ? m->n_files : 1, 41);
+        _cleanup_(mp_rate_limit_freep) mp_rate_limit *own_limit = NULL;
+        int r = res->tensor_xxh3 && res->tensor_done && order && git_mismatch ? 0 : -ENOMEM;
+        if (r >= 0 && opts.max_bytes_per_sec > 0)
+                r = mp_rate_limit_new(opts.max_bytes_per_sec, &own_limit);
+        if (r < 0) {
                 mp_pass_result_free(res);
-                return mp_error_set(err, -ENOMEM, m->root, -1, "out of memory");
+                return mp_error_set(err, r, m->root, -1, "out of memory");
         }
 
-        pass_ctx ctx = { .m = m, .opts = &opts, .res = res, .order = order, .n_order = m->n_files };
+        pass_ctx ctx = { .m = m, .opts = &opts, .res = res, .order = order, .own_limit = own_limit,
+                         .git_mismatch = git_mismatch };
         pthread_mutex_init(&ctx.lock, NULL);
         atomic_init(&ctx.next, 0);
         atomic_init(&ctx.stop, false);
         for (size_t i = 0; i < m->n_files; i++) {
-                order[i] = i;
+                if (opts.skip_digested && m->files[i].digested)
+                        continue;
+                order[ctx.n_order++] = i;
                 ctx.bytes_total += m->files[i].size;
         }
         /* Largest files first keeps all threads busy until the end. */
-        qsort_r(order, m->n_files, sizeof(size_t), cmp_file_size_desc, m);
+        qsort_r(order, ctx.n_order, sizeof(size_t), cmp_file_size_desc, m);
 
-        int r = 0;
-        unsigned started = 0;
-        for (unsigned i = 0; i < opts.jobs && r >= 0; i++) {
-                r = worker_init(&workers[i], &ctx);
-                if (r >= 0 && opts.jobs > 1) {
-                        r = -pthread_create(&threads[i], NULL, worker_main, &workers[i]);
-                        if (r >= 0)
-                                started++;
-                }
+        if (opts.jobs == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                opts.jobs = n > 0 ? (unsigned) n : 1;
         }
-        if (r < 0) {
-                atomic_store(&ctx.stop, true);
+        if (opts.jobs > ctx.n_order)
+                opts.jobs = ctx.n_order ? (unsigned) ctx.n_order : 1;
+
+        if (stop_requested(&ctx)) {
                 mp_error e;
-                mp_error_set(&e, r, m->root, -1, "cannot start workers: %s", strerror(-r));
+                mp_error_set(&e, -ECANCELED, m->root, -1, "cancelled");
                 fail(&ctx, &e);
-        }
-        if (opts.jobs == 1 && r >= 0)
-                worker_main(&workers[0]);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(threads[i], NULL);
-        for (unsigned i = 0; i < opts.jobs; i++)
-                worker_done(&workers[i]);
+        } else if (ctx.n_order > 0)
+                run_workers(&ctx, opts.jobs, m);
         pthread_mutex_destroy(&ctx.lock);
 
         if (ctx.error < 0) {
@@ -610,7 +671,7 @@ int mp_pass_run(mp_model *m, const mp_pass_options *opts_in, mp_pass_result *res
         }
         res->bytes_read = ctx.bytes_done;
 
-        r = check_expectations(m);
+        r = check_expectations(m, git_mismatch);
         if (r >= 0)
                 r = mp_model_digest(m, res->model_digest);
         if (r < 0) {

@@ -12,15 +12,26 @@
  *
  * The page cache is left as it was found: pages a chunk brought in are
  * dropped after use, pages that were already cached (a model an inference
- * server is using) stay. */
+ * server is using) stay.
+ *
+ * Gentle on a busy host: reads can be capped in bytes per second (one cap
+ * for the pass, and/or a limiter shared with other passes), and a stop flag
+ * ends a pass within one chunk, even in the middle of a huge file.
+ *
+ * Incremental use (fingerprint/compute.h): with skip_digested, files the
+ * caller already knows (digested = true, sha256 set) are not read at all;
+ * their tensors get no XXH3 and no visitor calls, and the result says which
+ * tensors were covered. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "formats/model.h"
 #include "util/error.h"
+#include "util/rate_limit.h"
 
 /* A consumer of tensor values.  Callbacks for one tensor are called in
  * order, from one thread; callbacks for tensors of different files may run
@@ -47,19 +58,37 @@ typedef struct mp_pass_options {
         mp_progress_fn progress;        /* called under a lock after each chunk */
         void *progress_userdata;
         bool keep_cache;                /* true: never drop pages (benchmarks of warm files) */
+        /* Checked before every chunk (and while waiting for the rate cap):
+         * once non-zero the pass fails with -ECANCELED.  NULL: never. */
+        const volatile sig_atomic_t *stop;
+        /* Read-rate cap of this pass over all its threads; 0 = none. */
+        uint64_t max_bytes_per_sec;
+        /* A cap shared with other passes (e.g. all agent workers); NULL =
+         * none.  Both apply when both are set. */
+        mp_rate_limit *rate_limit;
+        /* true: files with digested = true on entry are not read; their
+         * sha256 is taken as given (so is their git-SHA-1 blob name, which
+         * only the content could check; a SHA-256 blob name is still
+         * compared).  false (default): every file is read. */
+        bool skip_digested;
 } mp_pass_options;
 
 typedef struct mp_pass_result {
         size_t n_tensors;
         uint8_t (*tensor_xxh3)[16];     /* per tensor, canonical (big-endian) XXH3-128 */
+        bool *tensor_done;              /* per tensor: read by this pass (xxh3 valid,
+                                         * visitors called); false for tensors of
+                                         * skipped files, whose xxh3 is zero */
         uint8_t model_digest[32];       /* SHA-256 over sorted (rel_path NUL sha256) */
-        uint64_t bytes_read;
+        uint64_t bytes_read;            /* bytes this pass read (skipped files: none) */
 } mp_pass_result;
 
 /* Runs the pass.  On success every m->files[i] has digested = true and its
- * sha256, blob-name mismatches are appended to m->findings, and *res holds
- * tensor hashes and the model digest.  I/O errors and files that change
- * while being read fail the pass. */
+ * sha256, blob-name mismatches are appended to m->findings (in file order),
+ * and *res holds tensor hashes and the model digest.  I/O errors and files
+ * that change while being read fail the pass; a stop request fails it with
+ * -ECANCELED.  On failure the digested flags of files read so far are set
+ * (their sha256 is right), and *res holds nothing to free. */
 int mp_pass_run(mp_model *m, const mp_pass_options *opts, mp_pass_result *res, mp_error *err);
 
 void mp_pass_result_free(mp_pass_result *res);

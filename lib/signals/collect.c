@@ -18,6 +18,8 @@
 /* NLF values kept in a record; more are subsampled (docs/signals.md). */
 #define NLF_MAX_VALUES 8192
 #define END_BINS 20
+/* Block size when norm vectors are read outside the pass. */
+#define FLOAT_STREAM_ELEMS 16384
 
 typedef struct sample_slot {
         uint64_t stored;        /* stored-order element index */
@@ -33,6 +35,10 @@ typedef struct tensor_acc {
         size_t n_slots, cursor;
         float *sample;          /* by sample number */
         float *values;          /* whole tensor (normalization vectors only) */
+        /* incremental: not visited, parts from an earlier record */
+        const Modelprov__V1__TensorDigest *reused;
+        const float *nlf_row;   /* its NLF row in that record, or NULL */
+        bool values_loaded;     /* else: values read by finish_reuse() */
 } tensor_acc;
 
 struct mp_signal_collector {
@@ -49,6 +55,7 @@ struct mp_signal_collector {
         size_t n_anchors;
         size_t anchor_by_id[MP_EAS_ANCHORS];    /* anchor numbers sorted by id */
         float *anchor_rows;     /* n_anchors x embed_cols, by anchor number */
+        const Modelprov__V1__Signals *prev_embed;       /* END/EAS to copy, see reuse_embedding */
 };
 
 static int cmp_slot(const void *a, const void *b) {
@@ -102,14 +109,23 @@ static int tensor_acc_init(mp_signal_collector *c, size_t ti) {
         return 0;
 }
 
+/* The embedding END and EAS read: the first token embedding, else the
+ * first LM head, that is a plain convertible matrix.  One predicate for the
+ * tensors of an open model and of an earlier record (incremental reuse must
+ * know that record picked the same tensor). */
+static bool embedding_candidate(mp_tensor_kind k, mp_tensor_role want, uint32_t n_dims, mp_dtype dtype,
+                                uint32_t flags) {
+        const mp_dtype_info *info = mp_dtype_get(dtype);
+        return k.role == want && !k.is_bias && n_dims == 2 && info && info->to_f32 &&
+               !(flags & (MP_TENSOR_TRANSPOSED | MP_TENSOR_NONCONTIGUOUS));
+}
+
 static size_t find_embedding(const mp_model *m, const mp_tensor_kind *kinds) {
         for (int pass = 0; pass < 2; pass++) {
                 mp_tensor_role want = pass == 0 ? MP_TR_EMBED : MP_TR_LM_HEAD;
                 for (size_t i = 0; i < m->n_tensors; i++) {
                         const mp_tensor *t = &m->tensors[i];
-                        const mp_dtype_info *info = mp_dtype_get(t->dtype);
-                        if (kinds[i].role == want && !kinds[i].is_bias && t->n_dims == 2 && info && info->to_f32 &&
-                            !(t->flags & (MP_TENSOR_TRANSPOSED | MP_TENSOR_NONCONTIGUOUS)))
+                        if (embedding_candidate(kinds[i], want, t->n_dims, t->dtype, t->flags))
                                 return i;
                 }
         }
@@ -151,7 +167,7 @@ static int embedding_init(mp_signal_collector *c) {
 static int visit_begin(void *userdata, const mp_model *m, size_t ti) {
         mp_signal_collector *c = userdata;
         assert(m == c->m);
-        return c->acc[ti].active ? 0 : 1;
+        return c->acc[ti].active && !c->acc[ti].reused ? 0 : 1;
 }
 
 /* Sum and sum of squares of n floats: four-wide float lanes with the
@@ -288,15 +304,42 @@ const mp_tensor_visitor *mp_signal_collector_visitor(mp_signal_collector *c) {
 
 /* --- after the pass: into the record -------------------------------------- */
 
+/* A reused tensor is complete when the earlier record had its statistics
+ * (a record holds a sample exactly for complete tensors). */
 static bool tensor_complete(const mp_signal_collector *c, size_t ti) {
         const tensor_acc *a = &c->acc[ti];
+        if (a->reused)
+                return a->active && a->reused->sample.len > 0;
         return a->active && !a->nonfinite && a->count == c->m->tensors[ti].n_elements;
+}
+
+static double tensor_l2(const mp_signal_collector *c, size_t ti) {
+        const tensor_acc *a = &c->acc[ti];
+        return a->reused ? a->reused->l2 : sqrt(a->sumsq);
+}
+
+static int attach_reused_tensor(const tensor_acc *a, Modelprov__V1__TensorDigest *d) {
+        const Modelprov__V1__TensorDigest *p = a->reused;
+        if (p->sample.len == 0)
+                return 0;
+        uint8_t *buf = malloc(p->sample.len);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, p->sample.data, p->sample.len);
+        d->l2 = p->l2;
+        d->mean = p->mean;
+        d->std = p->std;
+        free(d->sample.data);
+        d->sample = (ProtobufCBinaryData) { .len = p->sample.len, .data = buf };
+        return 0;
 }
 
 static int attach_tensor(const mp_signal_collector *c, size_t ti, Modelprov__V1__TensorDigest *d) {
         const tensor_acc *a = &c->acc[ti];
         if (!tensor_complete(c, ti))
                 return 0;
+        if (a->reused)
+                return attach_reused_tensor(a, d);
         double n = (double) a->count, mean = a->sum / n, var = a->sumsq / n - mean * mean;
         d->l2 = sqrt(a->sumsq);
         d->mean = mean;
@@ -315,9 +358,44 @@ static int attach_tensor(const mp_signal_collector *c, size_t ti, Modelprov__V1_
         return 0;
 }
 
+/* END and EAS of an embedding that was not read, checked by
+ * mp_signal_collector_reuse_embedding(). */
+static int copy_embedding(const Modelprov__V1__Signals *p, Modelprov__V1__Signals *s) {
+        if (!p)
+                return -EINVAL;         /* reuse_embedding() was not called */
+        s->end_histogram = malloc(END_BINS * sizeof(float));
+        if (!s->end_histogram)
+                return -ENOMEM;
+        memcpy(s->end_histogram, p->end_histogram, END_BINS * sizeof(float));
+        s->n_end_histogram = END_BINS;
+        s->end_min = p->end_min;
+        s->end_max = p->end_max;
+
+        size_t k = p->n_eas_ids;
+        if (k < 2)
+                return 0;
+        s->eas_tokens = calloc(k, sizeof(char *));
+        s->eas_ids = malloc(k * sizeof(uint32_t));
+        s->eas_self_sim = malloc(k * (k - 1) / 2 * sizeof(float));
+        if (!s->eas_tokens || !s->eas_ids || !s->eas_self_sim)
+                return -ENOMEM;
+        s->n_eas_tokens = s->n_eas_ids = k;
+        s->n_eas_self_sim = k * (k - 1) / 2;
+        memcpy(s->eas_ids, p->eas_ids, k * sizeof(uint32_t));
+        memcpy(s->eas_self_sim, p->eas_self_sim, s->n_eas_self_sim * sizeof(float));
+        for (size_t i = 0; i < k; i++) {
+                s->eas_tokens[i] = strdup(p->eas_tokens[i]);
+                if (!s->eas_tokens[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int attach_embedding(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
         if (c->embed == SIZE_MAX || !c->row_sumsq || !tensor_complete(c, c->embed))
                 return 0;
+        if (c->acc[c->embed].reused)
+                return copy_embedding(c->prev_embed, s);
 
         /* END: histogram of row norms over [min, max]. */
         double lo = INFINITY, hi = -INFINITY;
@@ -387,27 +465,46 @@ static int cmp_norm_order(const void *a, const void *b, void *userdata) {
         return strcmp(c->m->tensors[x].name, c->m->tensors[y].name);
 }
 
-static int attach_nlf(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
+/* The NLF vectors, in record order, into *ret_vec (n_tensors long). */
+static int nlf_select(const mp_signal_collector *c, size_t **ret_vec, size_t *ret_n) {
         const mp_model *m = c->m;
-        _cleanup_(freep) size_t *vec = calloc(m->n_tensors ? m->n_tensors : 1, sizeof(size_t));
+        size_t *vec = calloc(m->n_tensors ? m->n_tensors : 1, sizeof(size_t));
         if (!vec)
                 return -ENOMEM;
         size_t n = 0;
         for (size_t i = 0; i < m->n_tensors; i++)
                 if (c->acc[i].values && tensor_complete(c, i))
                         vec[n++] = i;
-        if (n == 0)
-                return 0;
         qsort_r(vec, n, sizeof(size_t), cmp_norm_order, (void *) c);
+        *ret_vec = vec;
+        *ret_n = n;
+        return 0;
+}
 
+/* Values per vector (n > 0): all of each vector while they fit, else evenly
+ * spaced ones; 4 statistics when the lengths differ. */
+static size_t nlf_per(const mp_model *m, const size_t *vec, size_t n, bool *ret_same_length) {
         bool same_length = true;
         for (size_t i = 1; i < n; i++)
                 same_length &= m->tensors[vec[i]].n_elements == m->tensors[vec[0]].n_elements;
 
         size_t len = (size_t) m->tensors[vec[0]].n_elements;
         size_t per = same_length ? (len * n <= NLF_MAX_VALUES ? len : NLF_MAX_VALUES / n) : 4;
-        if (per == 0)
-                per = 1;
+        *ret_same_length = same_length;
+        return per == 0 ? 1 : per;
+}
+
+static int attach_nlf(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
+        const mp_model *m = c->m;
+        _cleanup_(freep) size_t *vec = NULL;
+        size_t n;
+        int r = nlf_select(c, &vec, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return 0;
+        bool same_length;
+        size_t per = nlf_per(m, vec, n, &same_length);
         s->nlf = calloc(n * per, sizeof(float));
         if (!s->nlf)
                 return -ENOMEM;
@@ -417,9 +514,16 @@ static int attach_nlf(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
         if (!s->nlf_mode)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                const float *v = c->acc[vec[i]].values;
+                const tensor_acc *a = &c->acc[vec[i]];
+                const float *v = a->values;
                 size_t vl = (size_t) m->tensors[vec[i]].n_elements;
                 float *out = s->nlf + i * per;
+                if (a->nlf_row) {
+                        memcpy(out, a->nlf_row, per * sizeof(float));
+                        continue;
+                }
+                if (a->reused && !a->values_loaded)
+                        return -EINVAL;         /* finish_reuse() was not called */
                 if (same_length) {
                         /* evenly spaced positions; all of them when they fit */
                         for (size_t j = 0; j < per; j++)
@@ -448,11 +552,9 @@ static int attach_lep(const mp_signal_collector *c, Modelprov__V1__Signals *s) {
         _cleanup_(freep) double *e = calloc(nl, sizeof(double));
         if (!e)
                 return -ENOMEM;
-        for (size_t i = 0; i < m->n_tensors; i++) {
-                const tensor_acc *a = &c->acc[i];
+        for (size_t i = 0; i < m->n_tensors; i++)
                 if (c->kinds[i].layer >= 0 && m->tensors[i].n_dims >= 2 && tensor_complete(c, i))
-                        e[c->kinds[i].layer] += sqrt(a->sumsq);
-        }
+                        e[c->kinds[i].layer] += tensor_l2(c, i);
         double mx = 0;
         for (size_t l = 0; l < nl; l++)
                 mx = e[l] > mx ? e[l] : mx;
@@ -491,4 +593,186 @@ int mp_signal_collector_attach(const mp_signal_collector *c, mp_fingerprint *fp)
         if (r >= 0)
                 r = attach_lep(c, s);
         return r;
+}
+
+/* --- incremental reuse ---------------------------------------------------- */
+
+int mp_signal_collector_reuse_tensor(mp_signal_collector *c, size_t ti, const Modelprov__V1__TensorDigest *prev) {
+        assert(c);
+        assert(ti < c->m->n_tensors);
+        tensor_acc *a = &c->acc[ti];
+        if (!prev) {
+                a->reused = NULL;
+                return 0;
+        }
+
+        /* Active: a sample of our size, or none (values that were not all
+         * finite).  Inactive: the earlier record cannot have statistics. */
+        if (a->active ? prev->sample.len != 0 && prev->sample.len != a->n_slots * 2
+                      : prev->sample.len != 0 || prev->l2 != 0 || prev->mean != 0 || prev->std != 0)
+                return -EINVAL;
+        if (prev->sample.len > 0 && !prev->sample.data)
+                return -EINVAL;
+        a->reused = prev;
+        return 0;
+}
+
+size_t mp_signal_collector_embedding(const mp_signal_collector *c) {
+        assert(c);
+        return c->embed;
+}
+
+static mp_dtype dtype_by_name(const char *name) {
+        for (int t = MP_DTYPE_INVALID + 1; name && t < _MP_DTYPE_MAX; t++)
+                if (strcmp(mp_dtype_name((mp_dtype) t), name) == 0)
+                        return (mp_dtype) t;
+        return MP_DTYPE_INVALID;
+}
+
+/* find_embedding() over a record's tensors: the name it picks, or NULL. */
+static const char *record_embedding(const mp_fingerprint *fp) {
+        for (int pass = 0; pass < 2; pass++) {
+                mp_tensor_role want = pass == 0 ? MP_TR_EMBED : MP_TR_LM_HEAD;
+                for (size_t i = 0; i < fp->n_tensors; i++) {
+                        const Modelprov__V1__TensorDigest *d = fp->tensors[i];
+                        if (!d || !d->name)
+                                continue;
+                        if (embedding_candidate(mp_tensor_kind_of(d->name), want, (uint32_t) d->n_shape,
+                                                dtype_by_name(d->dtype), d->flags))
+                                return d->name;
+                }
+        }
+        return NULL;
+}
+
+static bool eas_matches(const mp_signal_collector *c, const Modelprov__V1__Signals *p) {
+        size_t k = c->n_anchors;
+        if (k < 2)
+                return p->n_eas_ids == 0 && p->n_eas_tokens == 0 && p->n_eas_self_sim == 0;
+        if (p->n_eas_ids != k || p->n_eas_tokens != k || p->n_eas_self_sim != k * (k - 1) / 2 || !p->eas_ids ||
+            !p->eas_tokens || !p->eas_self_sim)
+                return false;
+        for (size_t i = 0; i < k; i++) {
+                const char *tok = c->anchors[i].token ? c->anchors[i].token : "";
+                if (p->eas_ids[i] != c->anchors[i].id || !p->eas_tokens[i] || strcmp(p->eas_tokens[i], tok) != 0)
+                        return false;
+        }
+        return true;
+}
+
+int mp_signal_collector_reuse_embedding(mp_signal_collector *c, const mp_fingerprint *prev) {
+        assert(c);
+        c->prev_embed = NULL;
+        if (c->embed == SIZE_MAX || !c->acc[c->embed].reused)
+                return 0;
+        /* attach_embedding() produces nothing here: nothing to copy */
+        if (!c->row_sumsq || !tensor_complete(c, c->embed))
+                return 0;
+        if (!prev)
+                return -EINVAL;
+
+        const Modelprov__V1__Signals *p = prev->signals;
+        const char *name = record_embedding(prev);
+        if (!p || !name || strcmp(name, c->m->tensors[c->embed].name) != 0)
+                return -EINVAL;
+        if (p->n_end_histogram != END_BINS || !p->end_histogram || !eas_matches(c, p))
+                return -EINVAL;
+        c->prev_embed = p;
+        return 0;
+}
+
+/* Whether an earlier record's tensor was one of its NLF vectors: the
+ * predicate of nlf_select() as a record shows it. */
+static bool record_nlf_vector(const Modelprov__V1__TensorDigest *d) {
+        if (!d || !d->name || d->n_shape != 1 || !d->shape || d->sample.len == 0)
+                return false;
+        return mp_tensor_kind_of(d->name).role == MP_TR_NORM && d->shape[0] >= NLF_MIN_ELEMENTS;
+}
+
+/* Whether prev's NLF has the same vectors, mode and length per vector as
+ * ours (vec, n, per): then row i of each is the same vector's. */
+static bool nlf_layout_matches(const mp_signal_collector *c, const mp_fingerprint *prev, const size_t *vec,
+                               size_t n, size_t per, bool same_length) {
+        const Modelprov__V1__Signals *p = prev->signals;
+        if (!p || p->nlf_vectors != n || p->n_nlf != n * per || !p->nlf || !p->nlf_mode ||
+            strcmp(p->nlf_mode, same_length ? "direct" : "stats") != 0)
+                return false;
+
+        size_t n_prev = 0;
+        for (size_t i = 0; i < prev->n_tensors; i++)
+                n_prev += record_nlf_vector(prev->tensors[i]);
+        if (n_prev != n)
+                return false;
+        /* Same count, and each of ours is one of prev's: the same set, and
+         * the order depends on names only. */
+        for (size_t k = 0; k < n; k++) {
+                const char *name = c->m->tensors[vec[k]].name;
+                bool found = false;
+                for (size_t i = 0; !found && i < prev->n_tensors; i++)
+                        found = record_nlf_vector(prev->tensors[i]) && strcmp(prev->tensors[i]->name, name) == 0;
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+typedef struct values_sink {
+        float *values;
+        uint64_t n_elements;
+        bool overflow;
+} values_sink;
+
+static int store_values(void *userdata, const float *v, size_t n, uint64_t first) {
+        values_sink *sink = userdata;
+        if (first > sink->n_elements || n > sink->n_elements - first) {
+                sink->overflow = true;
+                return -EBADMSG;
+        }
+        memcpy(sink->values + first, v, n * sizeof(float));
+        return 0;
+}
+
+int mp_signal_collector_finish_reuse(mp_signal_collector *c, const mp_fingerprint *prev, uint64_t *bytes_read,
+                                     mp_error *err) {
+        assert(c);
+        assert(prev);
+        assert(bytes_read);
+
+        _cleanup_(freep) size_t *vec = NULL;
+        size_t n;
+        int r = nlf_select(c, &vec, &n);
+        if (r < 0)
+                return mp_error_set(err, r, c->m->root, -1, "out of memory");
+        bool any = false;
+        for (size_t i = 0; i < n; i++)
+                any |= c->acc[vec[i]].reused != NULL;
+        if (!any)
+                return 0;
+
+        bool same_length;
+        size_t per = nlf_per(c->m, vec, n, &same_length);
+        if (nlf_layout_matches(c, prev, vec, n, per, same_length)) {
+                for (size_t i = 0; i < n; i++)
+                        if (c->acc[vec[i]].reused)
+                                c->acc[vec[i]].nlf_row = prev->signals->nlf + i * per;
+                return 0;
+        }
+
+        /* The vectors around them changed (one more, one fewer): read the
+         * reused ones again, a few KiB each. */
+        for (size_t i = 0; i < n; i++) {
+                tensor_acc *a = &c->acc[vec[i]];
+                if (!a->reused)
+                        continue;
+                values_sink sink = { .values = a->values, .n_elements = c->m->tensors[vec[i]].n_elements };
+                r = mp_tensor_stream_f32(c->m, vec[i], FLOAT_STREAM_ELEMS, store_values, &sink, err);
+                if (sink.overflow)
+                        mp_error_set(err, r, c->m->files[c->m->tensors[vec[i]].file_index].path, -1,
+                                     "tensor '%s': more values than its shape", c->m->tensors[vec[i]].name);
+                if (r < 0)
+                        return r;
+                a->values_loaded = true;
+                *bytes_read += c->m->tensors[vec[i]].length;
+        }
+        return 0;
 }

@@ -20,13 +20,11 @@ import importlib
 import json
 import os
 import queue
-import random
 import re
 import secrets
 import shutil
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import tempfile
@@ -402,23 +400,9 @@ def make_model(out, *args):
 
 
 def perturb_model(src, out, noise=0.004, seed=5):
-    """A fine-tune-like copy of a generated F16 model: every matrix gets
-    N(0, noise) added (the weights themselves are N(0, 0.02)), vectors stay."""
-    shutil.copytree(src, out)
-    path = os.path.join(out, "model.safetensors")
-    rng = random.Random(seed)
-    with open(path, "r+b") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        for name, meta in header.items():
-            if name == "__metadata__" or len(meta["shape"]) != 2:
-                continue
-            assert meta["dtype"] == "F16", meta
-            begin, end = meta["data_offsets"]
-            f.seek(8 + n + begin)
-            vals = struct.unpack(f"<{(end - begin) // 2}e", f.read(end - begin))
-            f.seek(8 + n + begin)
-            f.write(struct.pack(f"<{len(vals)}e", *(v + noise * rng.gauss(0, 1) for v in vals)))
+    """A fine-tune-like copy of a generated F16 model (tests/gen/perturb_model.py)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests/gen/perturb_model.py"), src, out,
+                    "--noise", str(noise), "--seed", str(seed)], check=True)
     return out
 
 
