@@ -33,39 +33,19 @@ static int add_root(char ***roots, const char *root) {
         return 1;
 }
 
-static bool is_dir(const char *path) {
-        struct stat st;
-        return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static bool exists_in(const char *dir, const char *name) {
         char p[PATH_MAX];
         struct stat st;
         return (size_t) snprintf(p, sizeof p, "%s/%s", dir, name) < sizeof p && lstat(p, &st) == 0;
 }
 
-/* Every entry of dir that is a directory, as a root. */
-static int add_subdirs(const char *dir, char ***roots) {
-        _cleanup_(closedirp) DIR *d = opendir(dir);
-        if (!d)
-                return 0;
-        int added = 0;
-        for (struct dirent *de; (de = readdir(d));) {
-                if (de->d_name[0] == '.')
-                        continue;
-                char p[PATH_MAX];
-                if ((size_t) snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= sizeof p || !is_dir(p))
-                        continue;
-                int r = add_root(roots, p);
-                if (r < 0)
-                        return r;
-                added += r;
-        }
-        return added;
-}
+typedef enum walk_mode {
+        WALK_SUBDIRS,                   /* the directories right below (hub snapshots) */
+        WALK_FILES,                     /* every regular file below (Ollama manifests) */
+} walk_mode;
 
-/* Every regular file below dir (Ollama manifests), bounded in depth. */
-static int add_files_below(const char *dir, unsigned depth, char ***roots) {
+/* Adds the entries of dir that mode asks for, bounded in depth. */
+static int add_below(const char *dir, walk_mode mode, unsigned depth, char ***roots) {
         if (depth > OLLAMA_WALK_DEPTH)
                 return 0;
         _cleanup_(closedirp) DIR *d = opendir(dir);
@@ -79,9 +59,13 @@ static int add_files_below(const char *dir, unsigned depth, char ***roots) {
                 struct stat st;
                 if ((size_t) snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= sizeof p || lstat(p, &st) < 0)
                         continue;
-                int r = S_ISDIR(st.st_mode) ? add_files_below(p, depth + 1, roots)
-                        : S_ISREG(st.st_mode) ? add_root(roots, p)
-                                              : 0;
+                int r = 0;
+                if (mode == WALK_SUBDIRS && S_ISDIR(st.st_mode))
+                        r = add_root(roots, p);
+                else if (mode == WALK_FILES && S_ISDIR(st.st_mode))
+                        r = add_below(p, mode, depth + 1, roots);
+                else if (mode == WALK_FILES && S_ISREG(st.st_mode))
+                        r = add_root(roots, p);
                 if (r < 0)
                         return r;
                 added += r;
@@ -123,7 +107,7 @@ static int group_hub(const char *path, char ***roots, bool *matched) {
         if (strncmp(rest, ".no_exist", 9) == 0)
                 return 0;
         /* blobs/, refs/: every snapshot may use what changed. */
-        return add_subdirs(snapshots, roots);
+        return add_below(snapshots, WALK_SUBDIRS, 0, roots);
 }
 
 /* Ollama store: an ancestor (inside the watch root) with both manifests/
@@ -149,7 +133,7 @@ static int group_ollama(const char *watch_root, const char *path, char ***roots,
                         return add_root(roots, path);
                 char manifests[PATH_MAX + 16];
                 snprintf(manifests, sizeof manifests, "%s/manifests", dir);
-                return add_files_below(manifests, 0, roots);
+                return add_below(manifests, WALK_FILES, 0, roots);
         }
         return 0;
 }

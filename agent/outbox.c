@@ -9,16 +9,22 @@
  * queue order and stay contiguous from acked_through + 1. */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/outbox.h"
 #include "agent/state_internal.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 /* A stored event is one packed Event around at most one fingerprint
  * record: anything larger is damage, not ours. */
 #define OUTBOX_EVENT_MAX_BYTES (MP_FINGERPRINT_MAX_BYTES + (1u << 20))
+/* The collector's limits (collector/store.h MP_STORE_MAX_*). */
+#define OUTBOX_PATH_MAX 4096
+#define OUTBOX_DETAIL_MAX 4096
+#define OUTBOX_IDENT_MAX 256
 
 static int priority_of(Modelprov__V1__EventKind kind) {
         switch (kind) {
@@ -49,9 +55,38 @@ int agent_outbox_append_full(agent_state *s, const Modelprov__V1__Event *ev, mp_
                                     (int) ev->kind);
 
         /* Stored without its sequence number: that is assigned at the first
-         * send (outbox.h). */
+         * send (outbox.h).  Strings are made wire-safe here, once: Linux
+         * paths and details quoted from hostile files are bytes, the
+         * protocol wants UTF-8 within the collector's limits, and an event
+         * the collector refuses would block every event behind it. */
         Modelprov__V1__Event copy = *ev;
+        Modelprov__V1__Finding finding;
+        Modelprov__V1__ScanMatch match;
         copy.sequence = 0;
+        _cleanup_(freep) char *path = mp_utf8_sanitize(ev->path, OUTBOX_PATH_MAX);
+        _cleanup_(freep) char *f_kind = NULL, *f_file = NULL, *f_detail = NULL;
+        _cleanup_(freep) char *m_entry = NULL, *m_verdict = NULL, *m_relation = NULL;
+        if (!path)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+        copy.path = path;
+        if (ev->finding) {
+                finding = *ev->finding;
+                if (!(f_kind = mp_utf8_sanitize(finding.kind ? finding.kind : "", OUTBOX_IDENT_MAX)) ||
+                    !(f_file = mp_utf8_sanitize(finding.file ? finding.file : "", OUTBOX_PATH_MAX)) ||
+                    !(f_detail = mp_utf8_sanitize(finding.detail ? finding.detail : "", OUTBOX_DETAIL_MAX)))
+                        return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+                finding.kind = f_kind, finding.file = f_file, finding.detail = f_detail;
+                copy.finding = &finding;
+        }
+        if (ev->match) {
+                match = *ev->match;
+                if (!(m_entry = mp_utf8_sanitize(match.catalog_entry ? match.catalog_entry : "", OUTBOX_IDENT_MAX)) ||
+                    !(m_verdict = mp_utf8_sanitize(match.verdict ? match.verdict : "", OUTBOX_IDENT_MAX)) ||
+                    !(m_relation = mp_utf8_sanitize(match.relation ? match.relation : "", OUTBOX_IDENT_MAX)))
+                        return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+                match.catalog_entry = m_entry, match.verdict = m_verdict, match.relation = m_relation;
+                copy.match = &match;
+        }
         size_t n = modelprov__v1__event__get_packed_size(&copy);
         if (n > OUTBOX_EVENT_MAX_BYTES)
                 return mp_error_set(err, -E2BIG, s->path, -1, "%s: event of %zu bytes is too large", what, n);
@@ -65,7 +100,7 @@ int agent_outbox_append_full(agent_state *s, const Modelprov__V1__Event *ev, mp_
         if (r < 0)
                 return r;
         sqlite3_bind_int(st, 1, (int) ev->kind);
-        sqlite3_bind_text(st, 2, ev->path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, copy.path, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, priority);
         sqlite3_bind_int64(st, 4, ev->observed_at);
         sqlite3_bind_blob(st, 5, buf, (int) n, SQLITE_STATIC);
@@ -121,6 +156,65 @@ static const char SQL_BATCH[] =
         " ORDER BY seq IS NULL, seq, id LIMIT ?2";
 static const char SQL_NUMBER[] = "UPDATE outbox SET seq = ?2 WHERE id = ?1";
 static const char SQL_DELETE_ID[] = "DELETE FROM outbox WHERE id = ?1";
+
+/* ---- events the collector refuses ------------------------------------- */
+
+static const char SQL_REPLACE_SEQ[] =
+        "UPDATE outbox SET kind = ?2, priority = ?3, event = ?4 WHERE seq = ?1";
+static const char SQL_PATH_OF_SEQ[] = "SELECT path FROM outbox WHERE seq = ?1";
+
+int agent_outbox_replace_refused(agent_state *s, uint64_t seq, const char *reason, mp_error *err) {
+        assert(s && reason);
+        const char *what = "replacing a refused event";
+
+        sqlite3_stmt *st;
+        int r = agent_state_stmt(s, SQL_PATH_OF_SEQ, &st, what, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, (int64_t) seq);
+        int rc = sqlite3_step(st);
+        _cleanup_(freep) char *path = rc == SQLITE_ROW ? strdup((const char *) sqlite3_column_text(st, 0)) : NULL;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW)
+                return rc == SQLITE_DONE ? mp_error_set(err, -ENOENT, s->path, -1, "%s: no event %llu", what,
+                                                        (unsigned long long) seq)
+                                         : agent_state_sql_error(s, rc, what, err);
+        if (!path)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+
+        /* The same number goes out, so the collector sees no gap, and what
+         * happened is on record at the collector instead of lost. */
+        _cleanup_(freep) char *detail = NULL;
+        if (asprintf(&detail, "the collector refused this host's event %llu: %s", (unsigned long long) seq,
+                     reason) < 0)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+        _cleanup_(freep) char *clean_detail = mp_utf8_sanitize(detail, OUTBOX_DETAIL_MAX);
+        if (!clean_detail)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+        Modelprov__V1__Finding f = MODELPROV__V1__FINDING__INIT;
+        f.kind = (char *) "event-refused";
+        f.file = path;
+        f.offset = -1;
+        f.detail = clean_detail;
+        Modelprov__V1__Event ev = MODELPROV__V1__EVENT__INIT;
+        ev.kind = MODELPROV__V1__EVENT_KIND__FINDING;
+        ev.path = path;
+        ev.finding = &f;
+        size_t n = modelprov__v1__event__get_packed_size(&ev);
+        _cleanup_(freep) uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+        modelprov__v1__event__pack(&ev, buf);
+
+        r = agent_state_stmt(s, SQL_REPLACE_SEQ, &st, what, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, (int64_t) seq);
+        sqlite3_bind_int(st, 2, (int) ev.kind);
+        sqlite3_bind_int(st, 3, priority_of(ev.kind));
+        sqlite3_bind_blob(st, 4, buf, (int) n, SQLITE_STATIC);
+        return agent_state_step_done(s, st, what, err);
+}
 
 /* An Event in the batch for a numbered row whose bytes do not unpack: its
  * number must still go out (the collector stops at a gap), so it goes out

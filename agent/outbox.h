@@ -74,5 +74,12 @@ int agent_outbox_requeue_inventory(agent_state *s, int64_t now_ms);
 /* Enforces the bounds described above; returns the number of rows dropped. */
 int agent_outbox_compact(agent_state *s, uint64_t max_events, uint64_t max_bytes);
 
+/* The numbered event seq keeps being refused by the collector
+ * (INVALID_ARGUMENT): it is replaced, under the same sequence number, by a
+ * FINDING "event-refused" for its path with reason in the detail, so that
+ * the events behind it are not blocked for ever and the loss is on record
+ * at the collector.  -ENOENT when no row has that number. */
+int agent_outbox_replace_refused(agent_state *s, uint64_t seq, const char *reason, mp_error *err);
+
 /* Rows not acknowledged yet, and their packed size. */
 int agent_outbox_pending(agent_state *s, uint64_t *ret_events, uint64_t *ret_bytes);

@@ -46,6 +46,10 @@
 /* Batches sent ahead of their acks: the collector commits one batch while
  * the next ones travel, instead of idling for a round trip each. */
 #define PIPELINE_DEPTH 4
+/* A refused event is retried this many times (at the backoff cap) before it
+ * is replaced by a finding: a collector bug fixed by an upgrade in between
+ * then loses nothing. */
+#define REFUSALS_BEFORE_REPLACING 3
 #define BACKOFF_INITIAL_MS 1000
 #define BACKOFF_MAX_MS 60000
 #define BACKOFF_MAX_RETRY 64            /* the ceiling is at the cap long before */
@@ -81,8 +85,11 @@ struct agent_reporter {
         int64_t next_heartbeat;         /* CLOCK_MONOTONIC ms; 0: at the next pass */
         uint64_t single_until;          /* send one event per batch until this one is acked */
         uint64_t poison_seq;            /* an event the collector refuses; 0: none */
+        unsigned poison_count;          /* how often in a row it was refused */
         bool key_refused;               /* the last -EACCES came from a call with our host key */
+        bool link_failed;               /* this pass failed talking to the collector */
         bool refused;                   /* this pass failed on an event the collector refuses */
+        bool logged;                    /* ... and logged why at error level */
 };
 
 static int64_t clock_ms(clockid_t id) {
@@ -303,8 +310,9 @@ static void reporter_succeeded(agent_reporter *r) {
 }
 
 /* Records a failed pass in meta last_error, the log and on_state, once per
- * change of connection state or of error text, not at every retry.  A
- * refused event is no link failure: the collector answered. */
+ * change of connection state or of error text, not at every retry.  Only a
+ * failed call counts as a lost link: not a local failure (state DB, catalog
+ * file), not a refused event (the collector answered). */
 static void reporter_failed(agent_reporter *r, const mp_error *err, bool link_failure) {
         char text[ERROR_TEXT_MAX];
         mp_error_format(err, text, sizeof text);
@@ -324,7 +332,8 @@ static void reporter_failed(agent_reporter *r, const mp_error *err, bool link_fa
         }
         if (!changed && !lost)
                 return;
-        log_warning("%s", text);
+        if (!r->logged)
+                log_warning("%s", text);
         if (r->o.on_state)
                 r->o.on_state(r->o.userdata, r->connected, text);
 }
@@ -367,9 +376,13 @@ static mp_rpc_auth host_auth(const agent_reporter *r) {
         return (mp_rpc_auth) { .token = r->host_key, .host_id = r->host_id };
 }
 
-/* The result q of a call made with our host key: UNAUTHENTICATED there
- * (-EACCES) means the key is refused, unlike an -EACCES of a local file. */
-static int host_call(agent_reporter *r, int q) {
+/* Notes the result q of a call to the collector: a failure there is a
+ * link failure (unlike a local one: the state DB, the catalog file), and
+ * UNAUTHENTICATED (-EACCES) there means our key is refused (unlike an
+ * -EACCES of a local file). */
+static int rpc_result(agent_reporter *r, int q) {
+        if (q < 0 && q != -ECANCELED)
+                r->link_failed = true;
         if (q == -EACCES)
                 r->key_refused = true;
         return q;
@@ -434,8 +447,9 @@ static int reporter_enroll(agent_reporter *r, mp_error *err) {
         Modelprov__V1__EnrollRequest req = MODELPROV__V1__ENROLL_REQUEST__INIT;
         req.host = &info;
         _cleanup_(enroll_response_freep) Modelprov__V1__EnrollResponse *resp = NULL;
-        q = mp_rpc_unary(r->client, METHOD_ENROLL, &(mp_rpc_auth) { .token = secret }, &req.base,
-                         &modelprov__v1__enroll_response__descriptor, (ProtobufCMessage **) &resp, NULL, err);
+        q = rpc_result(r, mp_rpc_unary(r->client, METHOD_ENROLL, &(mp_rpc_auth) { .token = secret }, &req.base,
+                                       &modelprov__v1__enroll_response__descriptor, (ProtobufCMessage **) &resp,
+                                       NULL, err));
         if (q < 0)
                 return q;
 
@@ -449,6 +463,7 @@ static int reporter_enroll(agent_reporter *r, mp_error *err) {
 
         _cleanup_(freep) char *id = strdup(resp->host_id);
         _cleanup_(secret_freep) char *key = strdup(resp->host_key);
+        explicit_bzero(resp->host_key, strlen(resp->host_key));
         if (!id || !key)
                 return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
         /* The id first: a crash in between leaves no key, so a restart
@@ -491,7 +506,7 @@ static int reporter_heartbeat(agent_reporter *r, mp_error *err) {
         req.outbox_pending = counts.outbox_pending;
         mp_rpc_auth auth = host_auth(r);
         _cleanup_(heartbeat_response_freep) Modelprov__V1__HeartbeatResponse *resp = NULL;
-        q = host_call(r, mp_rpc_unary(r->client, METHOD_HEARTBEAT, &auth, &req.base,
+        q = rpc_result(r, mp_rpc_unary(r->client, METHOD_HEARTBEAT, &auth, &req.base,
                                       &modelprov__v1__heartbeat_response__descriptor, (ProtobufCMessage **) &resp,
                                       NULL, err));
         if (q < 0)
@@ -549,32 +564,50 @@ static void flight_done(flight *f) {
  * it refuses.  That one is logged at error level with its sequence and
  * path, kept, and retried at the backoff's cap: never dropped, never a
  * busy loop. */
-static int reporter_refused(agent_reporter *r, const flight *f, int q, const mp_error *err) {
+static int reporter_refused(agent_reporter *r, const flight *f, int q, mp_error *err) {
         char reason[ERROR_TEXT_MAX];
         mp_error_format(err, reason, sizeof reason);
         r->refused = true;
         const Modelprov__V1__ReportBatch *first = flight_at(f, 0), *last = flight_at(f, f->n - 1);
         if (f->n > 1 || first->n_events > 1) {
-                log_warning("%s (in events %llu-%llu): resending them one at a time to find the one refused", reason,
-                            (unsigned long long) batch_first(first), (unsigned long long) batch_last(last));
                 r->single_until = batch_last(last);
-                return q;
+                return mp_error_set(err, q, NULL, -1, "%s (in events %llu-%llu): resending them one at a time",
+                                    reason, (unsigned long long) batch_first(first),
+                                    (unsigned long long) batch_last(last));
         }
+
         const Modelprov__V1__Event *e = first->events[0];
+        char path[512];
+        mp_printable(path, sizeof path, e->path ? e->path : "");
+        q = mp_error_set(err, q, NULL, -1, "the collector refuses event %llu (%s): %s", (unsigned long long) e->sequence,
+                         path, reason);
         if (r->poison_seq != e->sequence) {
-                char path[512], seq[64], fpath[600];
-                mp_printable(path, sizeof path, e->path ? e->path : "");
+                char seq[64], fpath[600];
                 snprintf(seq, sizeof seq, "EVENT_SEQUENCE=%llu", (unsigned long long) e->sequence);
                 snprintf(fpath, sizeof fpath, "MODEL_PATH=%s", path);
                 const char *fields[] = { seq, fpath, NULL };
                 log_fields(LOG_LEVEL_ERROR, fields,
-                           "the collector refuses event %llu (%s): %s; it stays queued, and it and the events after "
-                           "it are retried every %lld s or so",
-                           (unsigned long long) e->sequence, path, reason, (long long) r->backoff.max_ms / 1000);
+                           "%s; it stays queued, and it and the events after it are retried every %.0f s or so",
+                           err->reason, (double) r->backoff.max_ms / 1000);
+                r->logged = true;
         }
+        r->poison_count = r->poison_seq == e->sequence ? r->poison_count + 1 : 1;
         r->poison_seq = e->sequence;
         if (r->single_until < e->sequence)
                 r->single_until = e->sequence;
+        if (r->poison_count >= REFUSALS_BEFORE_REPLACING) {
+                /* Keeping it would block every later event for ever (the
+                 * collector stores in sequence order). */
+                mp_error e2 = {0};
+                if (agent_outbox_replace_refused(r->state, e->sequence, reason, &e2) >= 0) {
+                        log_error("event %llu (%s) refused %u times: replaced by an event-refused finding",
+                                  (unsigned long long) e->sequence, path, r->poison_count);
+                        r->poison_seq = 0;
+                        r->poison_count = 0;
+                } else
+                        log_error("cannot replace refused event %llu: %s", (unsigned long long) e->sequence,
+                                  e2.reason);
+        }
         return q;
 }
 
@@ -604,12 +637,12 @@ static int reporter_recv_ack(agent_reporter *r, mp_rpc_stream *s, const Modelpro
                              mp_error *err) {
         _cleanup_(report_ack_freep) Modelprov__V1__ReportAck *ack = NULL;
         uint64_t want = batch_last(b);
-        int q = host_call(r, mp_rpc_stream_recv(s, &modelprov__v1__report_ack__descriptor, (ProtobufCMessage **) &ack,
+        int q = rpc_result(r, mp_rpc_stream_recv(s, &modelprov__v1__report_ack__descriptor, (ProtobufCMessage **) &ack,
                                                 0, err));
         if (q == 0)
-                return mp_error_set(err, -EPIPE, NULL, -1,
+                return rpc_result(r, mp_error_set(err, -EPIPE, NULL, -1,
                                     "collector %s ended the Report stream before acknowledging event %llu",
-                                    r->rpc.target, (unsigned long long) want);
+                                    r->rpc.target, (unsigned long long) want));
         if (q < 0)
                 return q;
         if (ack->duplicates > 0)
@@ -650,14 +683,14 @@ static int reporter_drain(agent_reporter *r, mp_error *err) {
                         if (b->n_events > 0) {
                                 if (!s) {
                                         mp_rpc_auth auth = host_auth(r);
-                                        q = host_call(r, mp_rpc_stream_open(r->client, METHOD_REPORT, &auth, 0,
+                                        q = rpc_result(r, mp_rpc_stream_open(r->client, METHOD_REPORT, &auth, 0,
                                                                             &s, err));
                                         if (q < 0)
                                                 return q;
                                 }
                                 sent = batch_last(b);
                                 f.ring[(f.head + f.n++) % PIPELINE_DEPTH] = TAKE_PTR(b);
-                                q = host_call(r, mp_rpc_stream_send(s, &flight_at(&f, f.n - 1)->base, 0, err));
+                                q = rpc_result(r, mp_rpc_stream_send(s, &flight_at(&f, f.n - 1)->base, 0, err));
                                 if (q == -EINVAL || q == -E2BIG)
                                         return reporter_refused(r, &f, q, err);
                                 if (q < 0)
@@ -678,7 +711,7 @@ static int reporter_drain(agent_reporter *r, mp_error *err) {
         }
         if (!s)
                 return 0;
-        return host_call(r, mp_rpc_stream_finish(s, 0, NULL, err));
+        return rpc_result(r, mp_rpc_stream_finish(s, 0, NULL, err));
 }
 
 /* ---- the catalog ----------------------------------------------------------- */
@@ -761,7 +794,7 @@ static int reporter_catalog(agent_reporter *r, mp_error *err) {
         req.have_version = have ? have : "";
         mp_rpc_auth auth = host_auth(r);
         _cleanup_(fetch_catalog_response_freep) Modelprov__V1__FetchCatalogResponse *resp = NULL;
-        q = host_call(r, mp_rpc_unary(r->client, METHOD_FETCH_CATALOG, &auth, &req.base,
+        q = rpc_result(r, mp_rpc_unary(r->client, METHOD_FETCH_CATALOG, &auth, &req.base,
                                       &modelprov__v1__fetch_catalog_response__descriptor, (ProtobufCMessage **) &resp,
                                       NULL, err));
         if (q < 0)
@@ -833,7 +866,7 @@ static int reporter_pass(agent_reporter *r, mp_error *err) {
         pthread_mutex_lock(&r->lock);
         r->kicked = false;
         pthread_mutex_unlock(&r->lock);
-        r->refused = false;
+        r->refused = r->logged = r->link_failed = false;
 
         for (unsigned attempt = 0;; attempt++) {
                 bool enrolled = false;
@@ -864,7 +897,7 @@ static void *reporter_main(void *userdata) {
                 if (r->stop)
                         break;
                 if (q < 0) {
-                        reporter_failed(r, &err, !r->refused);
+                        reporter_failed(r, &err, r->link_failed && !r->refused);
                         reporter_wait(r, reporter_backoff_ms(r), false);
                         continue;
                 }

@@ -19,6 +19,18 @@
  * rows stay until acked.  UNAUTHENTICATED on Report/Heartbeat (the
  * collector forgot or rotated our key) leads to a re-enroll.
  *
+ * A batch the collector refuses (INVALID_ARGUMENT, or over its size limit)
+ * is resent one event at a time to find the event it refuses; that event is
+ * logged at error level (EVENT_SEQUENCE=, MODEL_PATH=) and, like every
+ * event after it (the collector stores in sequence order), stays queued and
+ * is retried at the backoff's cap: nothing is dropped, nothing spins.
+ *
+ * Meta written here: host_id, host_key (never logged), machine_id (only
+ * when /etc/machine-id is missing: a random UUID, kept so that re-enrolling
+ * keeps the host id), collector (the target), last_contact (unix ms, each
+ * answer), last_error (deleted after a pass that delivered everything),
+ * catalog_version.
+ *
  * No polling: an idle reporter sleeps on a condition variable until the
  * next heartbeat.  agent_reporter_stop() wakes it and interrupts waits for
  * the collector; it returns within about a second. */
@@ -46,8 +58,9 @@ typedef struct agent_reporter_options {
          * catalog_path (the agent then reloads it on its loop thread). */
         void (*on_catalog)(void *userdata);
         /* Called on the reporter thread after each change of connection
-         * state, with a short text ("connected", "collector unreachable:
-         * ...") for STATUS= and the log. */
+         * state or of the error text, with a short text ("connected", the
+         * error) for STATUS= and the log.  A refused event is reported with
+         * connected true: the collector answers. */
         void (*on_state)(void *userdata, bool connected, const char *text);
         void *userdata;
         /* Waits between failed attempts (full jitter); zeroes: 1 s growing to
@@ -55,9 +68,12 @@ typedef struct agent_reporter_options {
         mp_backoff backoff;
 } agent_reporter_options;
 
-/* Starts the thread.  The options' strings must outlive the reporter.
- * Fails only for bad options or out of memory; an unreachable collector is
- * not an error here. */
+/* Opens the state DB, loads the identity, checks the enroll secret file
+ * (when not enrolled yet) and the TLS files, and starts the thread.  The
+ * options' strings must outlive the reporter.  Fails only for bad options
+ * (an unusable state DB or secret file included) or out of memory; an
+ * unreachable collector is not an error here.  The thread blocks every
+ * signal: they belong to the event loop. */
 int agent_reporter_start(const agent_reporter_options *o, agent_reporter **ret, mp_error *err);
 
 /* New rows are in the outbox: send soon.  Thread-safe, cheap. */

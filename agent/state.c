@@ -589,24 +589,41 @@ int agent_state_find_file_by_stat(agent_state *s, const agent_file_stat *fs, age
         return one_file(s, st, ret);
 }
 
-int agent_state_foreach_file(agent_state *s, int (*cb)(void *userdata, const agent_file *f), void *userdata) {
-        assert(s && cb);
+/* Steps the statement sql through its rows, calling row() on each until it
+ * returns < 0 (returned as is); the statement is reset either way. */
+static int each_row(agent_state *s, const char *sql, const char *what, int (*row)(sqlite3_stmt *st, void *ctx),
+                    void *ctx) {
         sqlite3_stmt *st;
-        int r = agent_state_stmt(s, SQL_FILE_ALL, &st, "reading files", NULL);
+        int r = agent_state_stmt(s, sql, &st, what, NULL);
         if (r < 0)
                 return r;
         int rc;
-        while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                agent_file f;
-                r = file_from_row(st, &f);
-                if (r >= 0)
-                        r = cb(userdata, &f);
-                agent_file_done(&f);
-        }
+        while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                r = row(st, ctx);
         if (r >= 0 && rc != SQLITE_DONE)
-                r = agent_state_sql_error(s, rc, "reading files", NULL);
+                r = agent_state_sql_error(s, rc, what, NULL);
         sqlite3_reset(st);
         return r < 0 ? r : 0;
+}
+
+typedef struct file_visit {
+        int (*cb)(void *userdata, const agent_file *f);
+        void *userdata;
+} file_visit;
+
+static int visit_file_row(sqlite3_stmt *st, void *ctx) {
+        file_visit *v = ctx;
+        agent_file f;
+        int r = file_from_row(st, &f);
+        if (r >= 0)
+                r = v->cb(v->userdata, &f);
+        agent_file_done(&f);
+        return r;
+}
+
+int agent_state_foreach_file(agent_state *s, int (*cb)(void *userdata, const agent_file *f), void *userdata) {
+        assert(s && cb);
+        return each_row(s, SQL_FILE_ALL, "reading files", visit_file_row, &(file_visit) {cb, userdata});
 }
 
 /* Paths under a directory are matched as a range of the primary key:
@@ -697,24 +714,24 @@ int agent_state_get_model(agent_state *s, const char *root, agent_model *ret, mp
         return 0;
 }
 
+typedef struct model_visit {
+        int (*cb)(void *userdata, const agent_model *m);
+        void *userdata;
+} model_visit;
+
+static int visit_model_row(sqlite3_stmt *st, void *ctx) {
+        model_visit *v = ctx;
+        agent_model m;
+        int r = model_from_row(st, &m);
+        if (r >= 0)
+                r = v->cb(v->userdata, &m);
+        agent_model_done(&m);
+        return r;
+}
+
 int agent_state_foreach_model(agent_state *s, int (*cb)(void *userdata, const agent_model *m), void *userdata) {
         assert(s && cb);
-        sqlite3_stmt *st;
-        int r = agent_state_stmt(s, SQL_MODEL_ALL, &st, "reading models", NULL);
-        if (r < 0)
-                return r;
-        int rc;
-        while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                agent_model m;
-                r = model_from_row(st, &m);
-                if (r >= 0)
-                        r = cb(userdata, &m);
-                agent_model_done(&m);
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = agent_state_sql_error(s, rc, "reading models", NULL);
-        sqlite3_reset(st);
-        return r < 0 ? r : 0;
+        return each_row(s, SQL_MODEL_ALL, "reading models", visit_model_row, &(model_visit) {cb, userdata});
 }
 
 /* Roots of models that own a file under dir, are dir, or lie under it (a
@@ -1071,7 +1088,8 @@ int agent_state_add_scan_match(agent_state *s, const char *root, const uint8_t d
 static const char SQL_ROOTS_CLEAR[] = "DELETE FROM roots";
 static const char SQL_ROOT_INSERT[] = "INSERT OR REPLACE INTO roots (path, present, updated_at) VALUES (?1, ?2, ?3)";
 static const char SQL_ROOTS_ALL[] = "SELECT path, present, updated_at FROM roots ORDER BY path";
-static const char SQL_FINDINGS_ALL[] = "SELECT path, kind, detail, first_seen FROM findings ORDER BY path, kind, detail";
+static const char SQL_FINDINGS_ALL[] =
+        "SELECT path, kind, detail, first_seen FROM findings ORDER BY path, kind, detail";
 
 int agent_state_set_roots(agent_state *s, const char *const *roots, const bool *exists) {
         assert(s && roots);
@@ -1097,48 +1115,46 @@ int agent_state_set_roots(agent_state *s, const char *const *roots, const bool *
         return agent_state_end(s, r, what, NULL);
 }
 
+typedef struct root_visit {
+        int (*cb)(void *userdata, const agent_root *r);
+        void *userdata;
+} root_visit;
+
+static int visit_root_row(sqlite3_stmt *st, void *ctx) {
+        root_visit *v = ctx;
+        agent_root root = {
+                .path = column_text(st, 0),
+                .exists = sqlite3_column_int(st, 1) != 0,
+                .updated_at = sqlite3_column_int64(st, 2),
+        };
+        return v->cb(v->userdata, &root);
+}
+
 int agent_state_foreach_root(agent_state *s, int (*cb)(void *userdata, const agent_root *r), void *userdata) {
         assert(s && cb);
-        sqlite3_stmt *st;
-        int r = agent_state_stmt(s, SQL_ROOTS_ALL, &st, "reading roots", NULL);
-        if (r < 0)
-                return r;
-        int rc;
-        while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                agent_root root = {
-                        .path = column_text(st, 0),
-                        .exists = sqlite3_column_int(st, 1) != 0,
-                        .updated_at = sqlite3_column_int64(st, 2),
-                };
-                r = cb(userdata, &root);
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = agent_state_sql_error(s, rc, "reading roots", NULL);
-        sqlite3_reset(st);
-        return r < 0 ? r : 0;
+        return each_row(s, SQL_ROOTS_ALL, "reading roots", visit_root_row, &(root_visit) {cb, userdata});
+}
+
+typedef struct finding_visit {
+        int (*cb)(void *userdata, const agent_finding *f);
+        void *userdata;
+} finding_visit;
+
+static int visit_finding_row(sqlite3_stmt *st, void *ctx) {
+        finding_visit *v = ctx;
+        agent_finding f = {
+                .path = column_text(st, 0),
+                .kind = column_text(st, 1),
+                .detail = column_text(st, 2),
+                .first_seen = sqlite3_column_int64(st, 3),
+        };
+        return v->cb(v->userdata, &f);
 }
 
 int agent_state_foreach_finding(agent_state *s, int (*cb)(void *userdata, const agent_finding *f),
                                 void *userdata) {
         assert(s && cb);
-        sqlite3_stmt *st;
-        int r = agent_state_stmt(s, SQL_FINDINGS_ALL, &st, "reading findings", NULL);
-        if (r < 0)
-                return r;
-        int rc;
-        while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                agent_finding f = {
-                        .path = column_text(st, 0),
-                        .kind = column_text(st, 1),
-                        .detail = column_text(st, 2),
-                        .first_seen = sqlite3_column_int64(st, 3),
-                };
-                r = cb(userdata, &f);
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = agent_state_sql_error(s, rc, "reading findings", NULL);
-        sqlite3_reset(st);
-        return r < 0 ? r : 0;
+        return each_row(s, SQL_FINDINGS_ALL, "reading findings", visit_finding_row, &(finding_visit) {cb, userdata});
 }
 
 static const char SQL_COUNTS[] =

@@ -642,8 +642,9 @@ static void crawl_file(crawl *c, wdir *d, const char *name, const struct stat *s
                 f = file_new(w, d, name);
                 if (!f)
                         return;
-                /* The owner may have this path from an earlier run. */
-                f->known = true;
+                /* The owner may have this path from an earlier run (not a
+                 * download in progress: those are never handed on). */
+                f->known = !file_is_temporary(f);
         }
         f->e.gen = w->gen;
         c->files++;
@@ -1283,6 +1284,8 @@ static int on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userda
         }
         w->busy--;
         run_deferred(w);
+        /* A directory created meanwhile may have hit the watch limit. */
+        unwatched_timer_update(w);
         return 0;
 }
 

@@ -38,6 +38,16 @@
  *   - Only directories and regular files and symlinks are tracked; symlinks
  *     are never followed by the watcher (the model readers resolve hub
  *     snapshot links).
+ *   - A directory renamed within the roots: dir_removed(old path), then
+ *     ready() for each file under the new path once it settles (same
+ *     inodes: the owner pairs them by (dev, ino), no re-read).
+ *   - removed() is called only for paths the owner may know: handed on by
+ *     ready(), or found by a crawl (the owner may have them from an earlier
+ *     run).  A file created and deleted before it settled, a tmp_* file or
+ *     an *.incomplete that was renamed are not reported.
+ *   - Bounds for hostile trees: no directory deeper than 64 below a root,
+ *     no path of PATH_MAX bytes or more (one warning each, per watcher);
+ *     a directory that is its own ancestor (bind mount) is not entered.
  *
  * No polling: with nothing changing and nothing queued, the watcher has no
  * timer armed except the rescan timers. */
@@ -76,7 +86,11 @@ typedef struct agent_watch_callbacks {
          * drops every path under dir + "/"); removed() is not called for
          * each file inside. */
         void (*dir_removed)(void *userdata, const char *dir);
-        /* A crawl finished (the owner may sweep its own tables). */
+        /* A complete crawl of every root finished (the owner may sweep its
+         * own tables): at startup, after an overflow, a periodic or
+         * requested rescan, a missing root that appeared, or roots added by
+         * agent_watch_set_roots().  The rescans of directories that have no
+         * watch (ENOSPC) are partial and do not call it. */
         void (*crawl_done)(void *userdata, agent_crawl_kind kind, uint64_t files, uint64_t dirs, uint64_t usec);
         void *userdata;
 } agent_watch_callbacks;
@@ -102,14 +116,19 @@ static inline void agent_watch_freep(agent_watch **w) {
 }
 
 /* Replaces the roots (SIGHUP): roots no longer listed are unwatched and
- * dir_removed() is called for them; new ones are watched and crawled. */
+ * dir_removed() is called for them; new ones are watched and crawled.
+ * Trailing slashes are dropped; a root listed twice or inside another root
+ * is skipped with a log line.  -EINVAL (nothing changed) for a path that is
+ * not absolute. */
 int agent_watch_set_roots(agent_watch *w, const char *const *roots, mp_error *err);
 
 /* Queues path for settle again (the owner saw a transient failure, e.g. an
  * Ollama manifest caught mid-rewrite). */
 void agent_watch_requeue(agent_watch *w, const char *path);
 
-/* Starts a full mark-and-sweep rescan now (tests, SIGUSR1 later). */
+/* Starts a full mark-and-sweep rescan now (tests, SIGUSR1 later).  Called
+ * from one of the callbacks, it runs right after the current batch or
+ * crawl instead. */
 void agent_watch_rescan(agent_watch *w);
 
 /* Counters for STATUS= and the tests. */

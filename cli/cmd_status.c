@@ -103,8 +103,8 @@ static int root_row(void *userdata, const agent_root *root) {
 static int model_row(void *userdata, const agent_model *m) {
         static const char *const keys[] = { "root", "name", "model_digest", "format", "layout", "size", "bytes" };
         char size[32];
-        json_t *values[] = { row_str(m->root), row_str_or_null(m->name),
-                             row_digest((ProtobufCBinaryData) { .len = sizeof(m->digest), .data = (uint8_t *) m->digest }),
+        ProtobufCBinaryData digest = { .len = sizeof(m->digest), .data = (uint8_t *) m->digest };
+        json_t *values[] = { row_str(m->root), row_str_or_null(m->name), row_digest(digest),
                              row_str_or_null(m->format), row_str_or_null(m->layout),
                              json_string(cli_format_bytes(m->bytes, size, sizeof(size))),
                              json_integer((json_int_t) m->bytes) };

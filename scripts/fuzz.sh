@@ -69,6 +69,12 @@ for i, rec in enumerate(sorted(src.glob("*.fp"))):
     (out / f"blast{i}").write_bytes(b"\x07" + field(2, r))
 PY
 
+# daemon configs: the shipped example and a few shapes of keys
+mkdir -p "$work/options/seed"
+cp -f dist/agent.conf "$work/options/seed/agent.conf"
+printf '[agent]\nwatch = /a\nwatch = /b\nsettle = 0.25\nflag = yes\ncount = 7\nlog-level = debug\n' \
+        > "$work/options/seed/all-types.conf"
+
 # Torch data.pkl members live inside zip files: extract a few.
 if [ -d "$zoo" ]; then
         python3 - "$zoo" "$work/pickle/seed" <<'PY'
@@ -85,7 +91,7 @@ fi
 # -max_len: seeds are whole zoo files (MiBs); the headers that matter fit in
 # 256 KiB, and shorter inputs make the smoke run several times faster.
 status=0
-for target in safetensors gguf pickle tokenizer layouts record features collector; do
+for target in safetensors gguf pickle tokenizer layouts record features collector options; do
         corpus=$work/$target/corpus
         mkdir -p "$corpus"
         regressions=tests/fuzz/regressions/$target

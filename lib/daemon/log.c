@@ -12,6 +12,10 @@
 #include <systemd/sd-journal.h>
 
 #include "daemon/log.h"
+#include "util/strutil.h"
+
+/* Longest message kept; longer ones end in "...". */
+#define LOG_LINE_MAX 4096
 
 static int max_level = LOG_LEVEL_INFO;
 static bool journal;
@@ -72,29 +76,38 @@ int log_level_from_string(const char *s) {
         return -EINVAL;
 }
 
-void log_at(int level, const char *fmt, ...) {
-        if (level > max_level)
-                return;
-
-        char line[2048];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
+/* Writes one finished line.  Control characters become '?': paths and
+ * details come from hostile trees, and a file named "x\nmodelprovd: ..."
+ * must not forge a log line. */
+static void emit(int level, const char *line) {
+        char clean[LOG_LINE_MAX + 8];
+        mp_printable(clean, sizeof clean, line);
 
         /* One fprintf per line: stdio locks the stream, so lines from
          * worker threads never interleave. */
         if (journal)
-                fprintf(stderr, "<%d>%s\n", level, line);
+                fprintf(stderr, "<%d>%s\n", level, clean);
         else
-                fprintf(stderr, "%s: %s\n", program, line);
+                fprintf(stderr, "%s: %s\n", program, clean);
+}
+
+void log_at(int level, const char *fmt, ...) {
+        if (level > max_level)
+                return;
+
+        char line[LOG_LINE_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        emit(level, line);
 }
 
 void log_fields(int level, const char *const *fields, const char *fmt, ...) {
         if (level > max_level)
                 return;
 
-        char line[2048];
+        char line[LOG_LINE_MAX];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(line, sizeof line, fmt, ap);
@@ -102,7 +115,8 @@ void log_fields(int level, const char *const *fields, const char *fmt, ...) {
 
         if (journal) {
                 /* Straight to journald, so the fields become searchable
-                 * ("journalctl MODEL_DIGEST=..."). */
+                 * ("journalctl MODEL_DIGEST=..."); journald keeps the bytes
+                 * of each field apart, so no forging is possible there. */
                 char message[sizeof line + 16], priority[16];
                 struct iovec iov[2 + LOG_FIELDS_MAX];
                 size_t n = 0;
@@ -118,9 +132,9 @@ void log_fields(int level, const char *const *fields, const char *fmt, ...) {
 
         /* Elsewhere (a terminal, a test): the fields follow the message, so
          * nothing is lost and scripts can still grep them. */
-        char text[sizeof line * 2];
+        char text[LOG_LINE_MAX * 2];
         size_t used = (size_t) snprintf(text, sizeof text, "%s", line);
         for (size_t i = 0; fields && fields[i] && used < sizeof text; i++)
                 used += (size_t) snprintf(text + used, sizeof text - used, " %s", fields[i]);
-        log_at(level, "%s", text);
+        emit(level, text);
 }

@@ -137,6 +137,8 @@ static bool git_name_vouched(const plan *p, const mp_file *f, size_t fi) {
         if (!expected || strncmp(expected, "gitsha1:", 8) != 0 || strcmp(expected + 8, f->expect_hex) != 0)
                 return false;
         const char *mismatch = mp_finding_kind_name(MP_FINDING_DIGEST_MISMATCH);
+        if (p->prev->n_findings > 0 && !p->prev->findings)
+                return false;
         for (size_t i = 0; i < p->prev->n_findings; i++) {
                 const Modelprov__V1__Finding *x = p->prev->findings[i];
                 if (!x || !x->kind || strcmp(x->kind, mismatch) != 0)

@@ -623,9 +623,11 @@ size_t mp_signal_collector_embedding(const mp_signal_collector *c) {
 }
 
 static mp_dtype dtype_by_name(const char *name) {
-        for (int t = MP_DTYPE_INVALID + 1; name && t < _MP_DTYPE_MAX; t++)
-                if (strcmp(mp_dtype_name((mp_dtype) t), name) == 0)
+        for (int t = MP_DTYPE_INVALID + 1; name && t < _MP_DTYPE_MAX; t++) {
+                const char *n = mp_dtype_name((mp_dtype) t);
+                if (n && strcmp(n, name) == 0)
                         return (mp_dtype) t;
+        }
         return MP_DTYPE_INVALID;
 }
 

@@ -2,6 +2,9 @@
 #include "util/strutil.h"
 
 #include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,4 +100,57 @@ void mp_hex(const uint8_t *bytes, size_t len, char *out) {
                 out[2 * i + 1] = digits[bytes[i] & 15];
         }
         out[2 * len] = 0;
+}
+
+/* Length of the valid UTF-8 character at s (1..4), or 0 if the byte there
+ * does not start one. */
+static size_t utf8_char_len(const uint8_t *s, size_t len) {
+        size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || n > len)
+                return 0;
+        return mp_utf8_invalid_at(s, n) == n ? n : 0;
+}
+
+/* Appends src to out (NULL: only counts) as valid UTF-8 with escapes, up
+ * to limit bytes; returns the bytes written and sets *complete when all of
+ * src fit. */
+static size_t utf8_escape(const uint8_t *s, size_t len, char *out, size_t limit, bool *complete) {
+        size_t o = 0, i = 0;
+        while (i < len) {
+                size_t n = utf8_char_len(s + i, len - i);
+                size_t need = n ? n : 4;
+                if (o + need > limit)
+                        break;
+                if (out && n)
+                        memcpy(out + o, s + i, n);
+                else if (out)
+                        snprintf(out + o, 5, "\\x%02x", s[i]);
+                o += need;
+                i += n ? n : 1;
+        }
+        *complete = i == len;
+        return o;
+}
+
+char *mp_utf8_sanitize(const char *src, size_t max) {
+        assert(src);
+        assert(max >= 16);
+
+        const uint8_t *s = (const uint8_t *) src;
+        size_t len = strlen(src);
+        char *out = malloc(max + 1);
+        if (!out)
+                return NULL;
+
+        bool complete;
+        size_t o = utf8_escape(s, len, NULL, max, &complete);
+        if (complete)
+                o = utf8_escape(s, len, out, max, &complete);
+        else {
+                o = utf8_escape(s, len, out, max - 3, &complete);
+                memcpy(out + o, "...", 3);
+                o += 3;
+        }
+        out[o] = '\0';
+        return out;
 }

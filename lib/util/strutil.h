@@ -34,3 +34,10 @@ bool mp_is_direct_child(const char *path, const char *dir);
  * (overlong forms, surrogates and code points above U+10FFFF refused), or
  * len when all is valid. */
 size_t mp_utf8_invalid_at(const uint8_t *s, size_t len);
+
+/* A copy of src that is valid UTF-8 of at most max bytes (max >= 16), for
+ * protocol strings (protobuf strings must be UTF-8; Linux paths are bytes):
+ * each byte that is not part of valid UTF-8 becomes the four characters
+ * "\xNN", and a string that does not fit is cut on a character boundary
+ * and ends in "...".  NULL on ENOMEM. */
+char *mp_utf8_sanitize(const char *src, size_t max);

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 
-from collector_env import BIN, ROOT, Collector, bearer, load_stubs, QUERY  # noqa: F401 (re-exported)
+from collector_env import BIN, ROOT, Collector, DaemonProcess, bearer, load_stubs, QUERY  # noqa: F401 (re-exported)
 
 AGENT_BIN = os.environ.get("MODELPROV_AGENT_BIN", os.path.join(ROOT, "build/agent/modelprovd"))
 READ_LINE = re.compile(r"model (?:added|changed): (\S+) .*read (\d+) of (\d+) bytes")
@@ -82,9 +82,11 @@ class NotifySocket:
         self.sock.close()
 
 
-class Modelprovd:
+class Modelprovd(DaemonProcess):
     """One agent with its own state dir under workdir.  start() again after
     stop() or kill() reuses the state dir."""
+    name = "modelprovd"
+    error = AgentError
 
     def __init__(self, workdir, watch, collector=None, settle=0.2, extra_args=(), env=None):
         self.dir = workdir
@@ -139,36 +141,12 @@ class Modelprovd:
                 time.sleep(0.02)
         return self
 
-    def log(self):
-        if not self.log_path or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
     def reads(self):
         """[(model root, bytes read, bytes total)] from this start's log."""
         return [(m.group(1), int(m.group(2)), int(m.group(3))) for m in READ_LINE.finditer(self.log())]
 
     def bytes_read(self):
         return sum(r[1] for r in self.reads())
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=20):
-        if not self.alive():
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AgentError(f"modelprovd ignored SIGTERM for {timeout} s:\n{self.log()}")
-
-    def kill(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -179,9 +157,6 @@ class Modelprovd:
         if self.notify:
             self.notify.close()
             self.notify = None
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()

@@ -141,9 +141,49 @@ class CollectorError(Exception):
     pass
 
 
-class Collector:
+class DaemonProcess:
+    """What the harnesses of both daemons share: the process, its log file
+    (self.log_path, one per start) and how it is stopped.  Subclasses set
+    self.proc, self.log_path and self.name."""
+    name = "daemon"
+    error = RuntimeError
+    proc = None
+    log_path = None
+
+    def log(self):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return ""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=20):
+        """SIGTERM; returns the exit status (SIGKILL and an error after timeout)."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise self.error(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.log()}")
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+
+class Collector(DaemonProcess):
     """One collector on 127.0.0.1 with its own store and secrets in workdir.
     start() again after kill() or stop() reuses the store and the port."""
+    name = "modelprov-collector"
+    error = CollectorError
 
     def __init__(self, workdir, tls=False, admin=True, threads=None, extra_args=()):
         self.dir = workdir
@@ -214,34 +254,6 @@ class Collector:
             time.sleep(0.02)
         self.addr = m.group(1)
         self.port = int(self.addr.rsplit(":", 1)[1])
-        return self
-
-    def log(self):
-        if not self.log_path or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=20):
-        """SIGTERM; returns the exit status (SIGKILL and an error after timeout)."""
-        if not self.alive():
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise CollectorError(f"collector ignored SIGTERM for {timeout} s:\n{self.log()}")
-
-    def kill(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
-
-    def __enter__(self):
         return self
 
     def __exit__(self, *exc):

@@ -444,8 +444,9 @@ static void test_collector_killed(void) {
 }
 
 /* An event the collector refuses (INVALID_ARGUMENT: a 31-byte digest): the
- * events before it are delivered (the batch is split to find it), it stays
- * queued with what follows, and last_error says so. */
+ * events before it are delivered (the batch is split to find it), last_error
+ * says so, and after a few refusals it is replaced by an "event-refused"
+ * finding under its number, so what follows is delivered too. */
 static void test_refused_event(void) {
         test_collector c;
         test_collector_init(&c);
@@ -466,9 +467,29 @@ static void test_refused_event(void) {
         wait_meta_contains(&a, "last_error", "INVALID_ARGUMENT", 10000);
         _cleanup_(freep) char *host_id = meta(&a, "host_id");
         CHECK_EQ(history_check(&c, host_id), 10);
-        /* Retried, never dropped. */
-        usleep(1000 * 1000);
-        CHECK_EQ(pending(&a), 6);
+        /* Retried a few times, then replaced by a finding under the same
+         * number, so that the five behind it go out too. */
+        wait_pending(&a, 0, 30000);
+        CHECK_EQ(history_check(&c, host_id), 16);
+        Modelprov__V1__HistoryRequest req = MODELPROV__V1__HISTORY_REQUEST__INIT;
+        req.host_id = host_id;
+        req.limit = 100;
+        Modelprov__V1__HistoryResponse *resp = NULL;
+        unary(c.target, "/modelprov.v1.Query/History", TEST_QUERY_TOKEN, &req.base,
+              &modelprov__v1__history_response__descriptor, (ProtobufCMessage **) &resp);
+        bool found = false;
+        for (size_t i = 0; i < resp->n_events; i++) {
+                const Modelprov__V1__Event *e = resp->events[i]->event;
+                if (e->sequence != 11)
+                        continue;
+                CHECK_EQ(e->kind, MODELPROV__V1__EVENT_KIND__FINDING);
+                CHECK_STREQ(e->path, "/models/poison");
+                CHECK(e->finding && strcmp(e->finding->kind, "event-refused") == 0);
+                CHECK(strstr(e->finding->detail, "INVALID_ARGUMENT"));
+                found = true;
+        }
+        CHECK(found);
+        modelprov__v1__history_response__free_unpacked(resp, NULL);
         CHECK(agent_stop(&a) < 3000);
         agent_done(&a);
         test_collector_done(&c);

@@ -8,6 +8,7 @@
 #include "formats/model.h"
 #include "formats/tokenizer.h"
 #include "test.h"
+#include "util/strutil.h"
 #include "util/arena.h"
 #include "util/source.h"
 
@@ -230,8 +231,40 @@ static void test_arena(void) {
         mp_arena_free(&a);
 }
 
+/* Protocol strings from Linux paths: bytes in, valid UTF-8 within a limit out. */
+static void test_utf8_sanitize(void) {
+        char *s = mp_utf8_sanitize("plain/path/model.gguf", 64);
+        CHECK_STREQ(s, "plain/path/model.gguf");
+        free(s);
+
+        s = mp_utf8_sanitize("caf\xc3\xa9/\xff\xfe.bin", 64);      /* é is kept, 0xff 0xfe escaped */
+        CHECK_STREQ(s, "caf\xc3\xa9/\\xff\\xfe.bin");
+        CHECK_EQ(mp_utf8_invalid_at((const uint8_t *) s, strlen(s)), strlen(s));
+        free(s);
+
+        s = mp_utf8_sanitize("\xed\xa0\x80", 64);                 /* a surrogate is not UTF-8 */
+        CHECK_STREQ(s, "\\xed\\xa0\\x80");
+        free(s);
+
+        /* Cut on a character boundary, never in the middle of "é" or an escape. */
+        char long_name[200];
+        memset(long_name, 'a', sizeof long_name);
+        long_name[14] = (char) 0xc3, long_name[15] = (char) 0xa9;
+        long_name[sizeof long_name - 1] = '\0';
+        s = mp_utf8_sanitize(long_name, 16);
+        CHECK(strlen(s) <= 16);
+        CHECK_STREQ(s + strlen(s) - 3, "...");
+        CHECK_EQ(mp_utf8_invalid_at((const uint8_t *) s, strlen(s)), strlen(s));
+        free(s);
+
+        s = mp_utf8_sanitize("0123456789abcdef", 16);               /* exactly fits */
+        CHECK_STREQ(s, "0123456789abcdef");
+        free(s);
+}
+
 int main(void) {
         RUN(test_error_format);
+        RUN(test_utf8_sanitize);
         RUN(test_source_bounds);
         RUN(test_dtype_conversions);
         RUN(test_tensor_check);

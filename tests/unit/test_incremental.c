@@ -14,8 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "fingerprint/compute.h"
 #include "fingerprint/render_json.h"
@@ -421,6 +423,118 @@ static void test_zoo_hub_unchanged(void) {
         check_zoo_unchanged("hub/models--zoo--llama-chained");
 }
 
+/* --- a hub snapshot with a git-SHA-1 blob name ------------------------------- */
+
+#define REV "0123456789abcdef0123456789abcdef01234567"
+
+static void hex_of(const uint8_t *d, size_t n, char *out) {
+        for (size_t i = 0; i < n; i++)
+                sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void digest_hex(const EVP_MD *md, const char *prefix, size_t prefix_len, const void *p, size_t n,
+                       char *out) {
+        uint8_t d[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        CHECK(ctx && EVP_DigestInit_ex(ctx, md, NULL) == 1);
+        CHECK(EVP_DigestUpdate(ctx, prefix, prefix_len) == 1 && EVP_DigestUpdate(ctx, p, n) == 1);
+        CHECK(EVP_DigestFinal_ex(ctx, d, &len) == 1);
+        EVP_MD_CTX_free(ctx);
+        hex_of(d, len, out);
+}
+
+/* Puts content into blobs/ under its name (SHA-256, git SHA-1, or `name`
+ * when given) and links snapshots/REV/rel to it. */
+static void hub_put(const char *repo, const char *rel, const void *p, size_t n, bool git, const char *name) {
+        char hex[65], hdr[64];
+        if (name)
+                snprintf(hex, sizeof(hex), "%s", name);
+        else if (git)
+                digest_hex(EVP_sha1(), hdr, (size_t) snprintf(hdr, sizeof(hdr), "blob %zu", n) + 1, p, n, hex);
+        else
+                digest_hex(EVP_sha256(), "", 0, p, n, hex);
+        char *blobs = test_path(repo, "blobs");
+        free(test_write(blobs, hex, p, n));
+        char *snap = test_path(repo, "snapshots/" REV);
+        char *link = test_path(snap, rel);
+        char target[128];
+        snprintf(target, sizeof(target), "../../blobs/%s", hex);
+        CHECK(symlink(target, link) == 0);
+        free(link);
+        free(snap);
+        free(blobs);
+}
+
+static char *make_hub(const char *config_blob_name) {
+        char *root = test_tmpdir();
+        char *repo = test_path(root, "models--org--tiny");
+        const char *dirs[] = { "", "/blobs", "/snapshots", "/snapshots/" REV, "/refs" };
+        for (size_t i = 0; i < ELEMENTS(dirs); i++) {
+                char d[4096];
+                snprintf(d, sizeof(d), "%s%s", repo, dirs[i]);
+                CHECK(mkdir(d, 0755) == 0);
+        }
+        char *refs = test_path(repo, "refs");
+        free(test_write(refs, "main", REV, strlen(REV)));
+
+        char *tmp = test_tmpdir();
+        write_shard(tmp, "w.safetensors", shard1, ELEMENTS(shard1), 11);
+        char *w = test_path(tmp, "w.safetensors");
+        size_t n;
+        char *weights = test_read(w, &n);
+        hub_put(repo, "model.safetensors", weights, n, false, NULL);
+        hub_put(repo, "config.json", CONFIG, strlen(CONFIG), true, config_blob_name);
+        free(weights);
+        free(w);
+        free(tmp);
+        free(refs);
+        free(root);
+        return repo;
+}
+
+static size_t count_mismatches(const mp_fingerprint *fp) {
+        size_t n = 0;
+        for (size_t i = 0; i < fp->n_findings; i++)
+                n += strstr(fp->findings[i]->detail, "git SHA-1") != NULL;
+        return n;
+}
+
+/* A known file named by git SHA-1 is not read when the previous record shows
+ * its name checked out; a name that did not (a tampered blob) is checked
+ * again, so the finding stays. */
+static void test_hub_git_names(void) {
+        const char *known[] = { "model.safetensors", "config.json" };
+        uint64_t bytes;
+
+        char *good = make_hub(NULL);
+        mp_fingerprint *a = full(good);
+        CHECK_EQ(count_mismatches(a), 0);
+        CHECK_EQ(a->n_files, 2);
+        mp_fingerprint *b = incremental(good, a, known, ELEMENTS(known), a, &bytes);
+        check_same_record(a, b);
+        CHECK_EQ(bytes, 0);
+        mp_fingerprint_free(b);
+        /* without a previous record, the weights and the git-named config
+         * are read */
+        b = incremental(good, a, known, ELEMENTS(known), NULL, &bytes);
+        check_same_record(a, b);
+        CHECK_EQ(bytes, a->total_bytes);
+        mp_fingerprint_free(b);
+        mp_fingerprint_free(a);
+
+        char *bad = make_hub("0000000000000000000000000000000000000bad");
+        a = full(bad);
+        CHECK_EQ(count_mismatches(a), 1);
+        b = incremental(bad, a, known, ELEMENTS(known), a, &bytes);
+        check_same_record(a, b);
+        CHECK_EQ(bytes, strlen(CONFIG));
+        mp_fingerprint_free(b);
+        mp_fingerprint_free(a);
+        free(good);
+        free(bad);
+}
+
 /* A file of one F32 tensor of `elems` values. */
 static char *make_single(uint64_t elems, unsigned seed) {
         char *dir = test_tmpdir();
@@ -579,6 +693,7 @@ int main(void) {
         RUN(test_damaged_previous);
         RUN(test_zoo_gguf_unchanged);
         RUN(test_zoo_hub_unchanged);
+        RUN(test_hub_git_names);
         RUN(test_stop);
         RUN(test_rate_cap);
         RUN(test_shared_limit);
