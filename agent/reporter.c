@@ -46,6 +46,8 @@
 /* Batches sent ahead of their acks: the collector commits one batch while
  * the next ones travel, instead of idling for a round trip each. */
 #define PIPELINE_DEPTH 4
+/* Idle longer than this: the channel is closed until the next exchange. */
+#define IDLE_DISCONNECT_MS 5000
 /* A refused event is retried this many times (at the backoff cap) before it
  * is replaced by a finding: a collector bug fixed by an upgrade in between
  * then loses nothing. */
@@ -860,6 +862,19 @@ static int reporter_exchange(agent_reporter *r, mp_error *err) {
         return reporter_catalog(r, err);
 }
 
+static void reporter_disconnect(agent_reporter *r) {
+        if (r->client)
+                mp_rpc_client_free(r->client);
+        r->client = NULL;
+}
+
+/* The channel, created again after an idle disconnect. */
+static int reporter_connect(agent_reporter *r, mp_error *err) {
+        if (r->client)
+                return 0;
+        return mp_rpc_client_new(&r->rpc, &r->client, err);
+}
+
 /* One pass: enroll if needed, then exchange.  A host key the collector
  * refuses is forgotten and the pass enrolls again at once, once. */
 static int reporter_pass(agent_reporter *r, mp_error *err) {
@@ -867,6 +882,9 @@ static int reporter_pass(agent_reporter *r, mp_error *err) {
         r->kicked = false;
         pthread_mutex_unlock(&r->lock);
         r->refused = r->logged = r->link_failed = false;
+        int q0 = reporter_connect(r, err);
+        if (q0 < 0)
+                return q0;
 
         for (unsigned attempt = 0;; attempt++) {
                 bool enrolled = false;
@@ -902,7 +920,13 @@ static void *reporter_main(void *userdata) {
                         continue;
                 }
                 reporter_succeeded(r);
-                reporter_wait(r, r->next_heartbeat - mono_ms(), true);
+                /* Idle until the next heartbeat or kick: without a channel,
+                 * gRPC core's threads and timers stop too (grpc_shutdown at
+                 * the last client), which is most of an idle agent's CPU. */
+                int64_t idle_ms = r->next_heartbeat - mono_ms();
+                if (idle_ms >= IDLE_DISCONNECT_MS)
+                        reporter_disconnect(r);
+                reporter_wait(r, idle_ms, true);
         }
         return NULL;
 }
@@ -912,7 +936,7 @@ static void *reporter_main(void *userdata) {
 static void reporter_free(agent_reporter *r) {
         if (!r)
                 return;
-        mp_rpc_client_free(r->client);
+        reporter_disconnect(r);
         if (r->state)
                 agent_state_close(r->state);
         free(r->host_id);
