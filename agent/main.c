@@ -226,10 +226,25 @@ static void on_job_result(void *userdata, const agent_job_result *r) {
                 agent_reporter_kick(a->reporter);
 }
 
+/* The outbox is bounded: while the collector is away it only grows, so the
+ * bound is enforced as events are added, not only at start. */
+static void enforce_outbox_bound(agent *a) {
+        uint64_t events, bytes;
+        if (agent_outbox_pending(a->state, &events, &bytes) < 0)
+                return;
+        if (events <= a->config.outbox_max_events && bytes <= AGENT_OUTBOX_MAX_BYTES_DEFAULT)
+                return;
+        int dropped = agent_outbox_compact(a->state, a->config.outbox_max_events, AGENT_OUTBOX_MAX_BYTES_DEFAULT);
+        if (dropped > 0)
+                log_warning("outbox over its bound (%" PRIu64 " events): %d superseded or low-priority events "
+                            "dropped", events, dropped);
+}
+
 static int on_workers(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         agent *a = userdata;
         (void) s, (void) fd, (void) revents;
         agent_workers_drain(a->workers, on_job_result, a);
+        enforce_outbox_bound(a);
         update_status(a);
         return 0;
 }
@@ -518,9 +533,7 @@ static int setup(agent *a, mp_error *err) {
                 return r;
         (void) agent_state_set_meta(a->state, "agent_version", MODELPROV_VERSION);
         (void) agent_state_set_meta(a->state, "collector", a->config.collector ? a->config.collector : "");
-        int dropped = agent_outbox_compact(a->state, a->config.outbox_max_events, AGENT_OUTBOX_MAX_BYTES_DEFAULT);
-        if (dropped > 0)
-                log_warning("outbox over its bound: %d superseded or low-priority events dropped", dropped);
+        enforce_outbox_bound(a);
 
         r = load_roots(a);
         if (r < 0)

@@ -11,6 +11,12 @@ counts to prove that only changed files are read.
     directory created and filled at once; a shard of a two-shard model
     replaced (only that shard is read); a model deleted.  Each shows in (or
     leaves) the collector's inventory.
+  - LayoutTest: an Ollama store (blobs renamed from -partial names, the
+    manifest written in place) is one model per manifest; a model that
+    matches an entry of the local catalog (--catalog) is reported as a scan
+    match and logged with VERDICT=.
+  - StopTest: SIGTERM while a large file is being read (rate-capped) exits
+    0 within seconds.
   - RestartTest: thousands of files in a hundred model directories; a
     restart reads zero bytes, reports nothing new.
   - CollectorDownTest: models arrive while the collector is down; when it
@@ -39,6 +45,7 @@ import pickle
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import collector_env as cenv  # noqa: E402
 import agent_env as aenv  # noqa: E402
+from test_cli_layouts import OllamaStore  # noqa: E402
 from agent_env import Modelprovd, inventory, history, wait_until  # noqa: E402
 
 TMP = None
@@ -180,6 +187,55 @@ class LifecycleTest(AgentCase):
                          "only the replaced shard is read")
 
 
+class LayoutTest(AgentCase):
+    def test_ollama_store(self):
+        """Blobs renamed from -partial names, the manifest written in place
+        (Ollama does not rename manifests); one model per manifest."""
+        a = self.agent().start()
+        staging = os.path.join(self.dir, "staging")
+        store = OllamaStore(staging)
+        root = os.path.join(self.root, "ollama")
+        os.makedirs(os.path.join(root, "blobs"))
+        for hexd, data in store.blobs.items():
+            part = os.path.join(root, "blobs", f"sha256-{hexd}-partial")
+            write_file(part + "-0", b'{"N": 0}')
+            write_file(part, data)
+            os.unlink(part + "-0")
+            os.rename(part, os.path.join(root, "blobs", f"sha256-{hexd}"))
+        src = os.path.join(staging, "manifests", "registry.ollama.ai", "library", "mymodel", "7b")
+        dst = os.path.join(root, "manifests", "registry.ollama.ai", "library", "mymodel", "7b")
+        with open(src, "rb") as f:
+            manifest = f.read()
+        os.makedirs(os.path.dirname(dst))
+        with open(dst, "wb") as f:             # in place: O_TRUNC, then written in two pieces
+            f.write(manifest[:10])
+            f.flush()
+            time.sleep(0.05)
+            f.write(manifest[10:])
+        self.wait_present(dst)
+        for root_, _, _ in a.reads():
+            self.assertNotIn("-partial", root_)
+
+    def test_local_scan_against_catalog(self):
+        """A model matching an entry of the local catalog is reported as a
+        scan match (and logged with VERDICT=)."""
+        catalog = os.path.join(self.dir, "refs.db")
+        cenv.catalog_add(catalog, BASE, "family/base")
+        a = self.agent(extra_args=["--catalog", catalog]).start()
+        tuned = cenv.perturb_model(BASE, os.path.join(self.dir, "tuned"))
+        dst = os.path.join(self.root, "tuned")
+        os.rename(tuned, dst)
+        self.wait_present(dst)
+
+        def matches():
+            return [e.event for e in history(self.collector) if e.event.kind == 5]
+        got = wait_until(matches, 30, 0.2, "a scan match")
+        self.assertEqual(got[0].path, dst)
+        self.assertEqual(got[0].match.catalog_entry, "family/base")
+        self.assertIn(got[0].match.verdict, ("Confirmed Match", "High Match"))
+        self.assertRegex(a.log(), r"VERDICT=(Confirmed|High) Match")
+
+
 class RestartTest(AgentCase):
     def test_restart_reads_nothing(self):
         # 100 model directories, 3,000 files: the model's files plus notes
@@ -248,6 +304,20 @@ class KillTest(AgentCase):
         a.stop()
         with a.state_db() as db:
             self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+
+
+class StopTest(AgentCase):
+    def test_sigterm_mid_file_is_quick(self):
+        a = self.agent(extra_args=["--read-rate", "10"]).start()
+        big = os.path.join(self.dir, "big")
+        cenv.make_model(big, "--target-bytes", str(200 << 20), "--values", "bytes", "--bytes-random")
+        os.rename(big, os.path.join(self.root, "big"))
+        wait_until(lambda: a.notify.has("STATUS=") and "queued 1" in " ".join(a.notify.lines()), 30, 0.05,
+                   "the model queued")
+        time.sleep(1.0)         # reading at 10 MB/s: 20 s for the file
+        t0 = time.monotonic()
+        self.assertEqual(a.stop(), 0, a.log())
+        self.assertLess(time.monotonic() - t0, 5, "SIGTERM must not wait for the file")
 
 
 class OverflowTest(AgentCase):
