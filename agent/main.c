@@ -42,6 +42,7 @@
  * download in progress; after the last one it is committed as it is. */
 #define RETRY_MAX 5
 #define RETRY_BASE_MS 1000
+#define RETRY_LONG_SHIFT 6
 
 typedef struct pending {
         char *root;
@@ -208,9 +209,12 @@ static void on_job_result(void *userdata, const agent_job_result *r) {
         p->running = false;
         if (r->outcome == AGENT_JOB_RETRY && !p->again) {
                 p->retries++;
-                p->retry_at_us = now_us() + (uint64_t) RETRY_BASE_MS * 1000 * (1u << (p->retries - 1));
-                log_debug("%s: changing or incomplete, retry %u in %u ms", r->root, p->retries,
-                          RETRY_BASE_MS << (p->retries - 1));
+                /* 1, 2, 4, 8, 16 s, then every 64 s for a file that never
+                 * stops changing (the periodic rescan is not needed for it). */
+                unsigned shift = p->retries <= RETRY_MAX ? p->retries - 1 : RETRY_LONG_SHIFT;
+                uint64_t delay_ms = (uint64_t) RETRY_BASE_MS << shift;
+                p->retry_at_us = now_us() + delay_ms * 1000;
+                log_debug("%s: changing or incomplete, retry %u in %" PRIu64 " ms", r->root, p->retries, delay_ms);
                 arm_retry_timer(a);
                 return;
         }

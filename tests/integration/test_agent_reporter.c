@@ -32,12 +32,6 @@
 #define WRONG_KEY "this-is-not-our-host-key-0123456789"
 
 /* RUN() for tests that take arguments. */
-#define RUN_WITH(fn, ...)                                                        \
-        do {                                                                     \
-                fprintf(stderr, "== %s\n", #fn);                                 \
-                fn(__VA_ARGS__);                                                 \
-        } while (0)
-
 /* What the reporter told its callbacks. */
 typedef struct observed {
         pthread_mutex_t lock;

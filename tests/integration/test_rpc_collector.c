@@ -6,124 +6,22 @@
  * SIGKILL mid-stream and restarted on the same port and store, after which
  * a new stream carries on from the acknowledged sequence. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../unit/test.h"
+#include "collector_proc.h"
 #include "modelprov.pb-c.h"
 #include "rpc/client.h"
 #include "util/macro.h"
 #include "util/strutil.h"
 
-#define ENROLL_SECRET "enroll-secret-0123456789abcdef"
-#define QUERY_TOKEN "query-token-0123456789abcdef"
 #define REPORT "/modelprov.v1.Ingest/Report"
 
 /* RUN() for tests that take arguments. */
-#define RUN_WITH(fn, ...)                                                        \
-        do {                                                                     \
-                fprintf(stderr, "== %s\n", #fn);                                 \
-                fn(__VA_ARGS__);                                                 \
-        } while (0)
-
-typedef struct collector {
-        char *dir;
-        char *log;
-        pid_t pid;
-        int port;
-        char target[64];
-} collector;
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void write_secret(const char *dir, const char *name, const char *value) {
-        _cleanup_(freep) char *p = test_path(dir, name);
-        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        CHECK(fd >= 0);
-        CHECK(fchmod(fd, 0600) == 0);
-        CHECK(write(fd, value, strlen(value)) == (ssize_t) strlen(value));
-        close(fd);
-}
-
-/* Starts the collector on port (0: any) and waits for `listening on`. */
-static void collector_start(collector *c, int port) {
-        const char *bin = getenv("MODELPROV_COLLECTOR_BIN");
-        CHECK(bin);
-        char listen[64], *store = NULL, *enroll = test_path(c->dir, "enroll.secret"),
-                          *query = test_path(c->dir, "query.token"), *conf = test_path(c->dir, "collector.conf");
-        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-        CHECK(asprintf(&store, "sqlite:%s/collector.db", c->dir) > 0);
-        free(c->log);
-        c->log = test_path(c->dir, "collector.log");
-
-        int log_fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        CHECK(log_fd >= 0);
-        /* The log grows across restarts: only what this start writes counts. */
-        off_t start = lseek(log_fd, 0, SEEK_END);
-        CHECK(start >= 0);
-        c->pid = fork();
-        CHECK(c->pid >= 0);
-        if (c->pid == 0) {
-                if (dup2(log_fd, 2) < 0 || dup2(log_fd, 1) < 0)
-                        _exit(127);
-                execl(bin, bin, "--config", conf, "--listen", listen, "--store", store, "--enroll-secret-file",
-                      enroll, "--query-token-file", query, "--insecure-loopback", "--threads", "4", (char *) NULL);
-                _exit(127);
-        }
-        close(log_fd);
-        free(store);
-        free(enroll);
-        free(query);
-        free(conf);
-
-        for (int64_t end = now_ms() + 30000; now_ms() < end; usleep(20000)) {
-                size_t n;
-                _cleanup_(freep) char *log = test_read(c->log, &n);
-                const char *at = n > (size_t) start ? strstr(log + start, "listening on ") : NULL;
-                if (at && sscanf(at, "listening on 127.0.0.1:%d", &c->port) == 1) {
-                        CHECK(port == 0 || c->port == port);
-                        snprintf(c->target, sizeof(c->target), "127.0.0.1:%d", c->port);
-                        return;
-                }
-                int status;
-                CHECK(waitpid(c->pid, &status, WNOHANG) == 0);
-        }
-        CHECK(!"collector did not start listening");
-}
-
-static int collector_stop(collector *c, int sig) {
-        int status;
-        CHECK(kill(c->pid, sig) == 0);
-        CHECK(waitpid(c->pid, &status, 0) == c->pid);
-        c->pid = -1;
-        return status;
-}
-
-static mp_rpc_client *client_new(const collector *c, const volatile sig_atomic_t *stop) {
-        mp_rpc_options o = {
-                .target = c->target,
-                .insecure_loopback = true,
-                .deadline_ms = 10000,
-                .retry = { .max_attempts = 3, .backoff = { .initial_ms = 50, .max_ms = 200 } },
-                .stop = stop,
-        };
-        mp_rpc_client *cl = NULL;
-        mp_error err;
-        mp_error_clear(&err);
-        CHECK_EQ(mp_rpc_client_new(&o, &cl, &err), 0);
-        return cl;
-}
-
 typedef struct host {
         char *id;
         char *key;
@@ -140,8 +38,9 @@ static void enroll(mp_rpc_client *cl, host *h, uint64_t *ret_acked) {
         mp_rpc_status st;
         mp_error err;
         mp_error_clear(&err);
-        int r = mp_rpc_unary(cl, "/modelprov.v1.Ingest/Enroll", &(mp_rpc_auth) { .token = ENROLL_SECRET }, &req.base,
-                             &modelprov__v1__enroll_response__descriptor, (ProtobufCMessage **) &resp, &st, &err);
+        int r = mp_rpc_unary(cl, "/modelprov.v1.Ingest/Enroll", &(mp_rpc_auth) { .token = TEST_ENROLL_SECRET },
+                             &req.base, &modelprov__v1__enroll_response__descriptor, (ProtobufCMessage **) &resp, &st,
+                             &err);
         if (r < 0)
                 fprintf(stderr, "enroll: %s\n", err.reason);
         CHECK_EQ(r, 0);
@@ -232,8 +131,8 @@ static uint64_t heartbeat(mp_rpc_client *cl, const host *h) {
         return acked;
 }
 
-static void test_unary(collector *c, host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, NULL);
+static void test_unary(test_collector *c, host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, NULL);
         uint64_t acked = 99;
         enroll(cl, h, &acked);
         CHECK_EQ(acked, 0);
@@ -262,8 +161,8 @@ static void test_unary(collector *c, host *h) {
 
 }
 
-static void test_stream_lockstep(collector *c, const host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, NULL);
+static void test_stream_lockstep(test_collector *c, const host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, NULL);
         _cleanup_(mp_rpc_stream_freep) mp_rpc_stream *s = report_open(cl, h);
 
         report(s, 1, 3, 3, 3, 0);
@@ -280,8 +179,8 @@ static void test_stream_lockstep(collector *c, const host *h) {
         CHECK_EQ(heartbeat(cl, h), 8);
 }
 
-static void test_stream_errors(collector *c, const host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, NULL);
+static void test_stream_errors(test_collector *c, const host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, NULL);
         _cleanup_(freep) batch *b = calloc(1, sizeof(*b));
         CHECK(b);
         ProtobufCMessage *m = NULL;
@@ -295,10 +194,10 @@ static void test_stream_errors(collector *c, const host *h) {
         mp_error_clear(&err);
         /* Taken, or refused with the status when core already knows it
          * (then the stream is drained for the status: no grace wait). */
-        int64_t t = now_ms();
+        int64_t t = test_now_ms();
         int r = mp_rpc_stream_send(s, &b->msg.base, 5000, &err);
         CHECK(r == 0 || r == -EACCES);
-        CHECK(now_ms() - t < 3000);
+        CHECK(test_now_ms() - t < 3000);
         mp_error_clear(&err);
         CHECK_EQ(mp_rpc_stream_recv(s, &modelprov__v1__report_ack__descriptor, &m, 5000, &err), -EACCES);
         CHECK(!m);
@@ -324,10 +223,10 @@ static void test_stream_errors(collector *c, const host *h) {
 
         /* Nothing to receive: the timeout cancels the stream, promptly. */
         s = report_open(cl, h);
-        t = now_ms();
+        t = test_now_ms();
         mp_error_clear(&err);
         CHECK_EQ(mp_rpc_stream_recv(s, &modelprov__v1__report_ack__descriptor, &m, 300, &err), -ETIMEDOUT);
-        CHECK(now_ms() - t < 3000);
+        CHECK(test_now_ms() - t < 3000);
         CHECK(strstr(err.reason, "no answer in time"));
         CHECK_EQ(mp_rpc_stream_finish(s, 1000, &st, &err), -ETIMEDOUT);
         CHECK_EQ(st.code, MP_RPC_DEADLINE_EXCEEDED);
@@ -348,17 +247,17 @@ static void *set_stop_later(void *arg) {
         return NULL;
 }
 
-static void test_stream_stop(collector *c, const host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, &stop_flag);
+static void test_stream_stop(test_collector *c, const host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, &stop_flag);
         mp_rpc_stream *s = report_open(cl, h);
         pthread_t t;
         CHECK_EQ(pthread_create(&t, NULL, set_stop_later, NULL), 0);
-        int64_t start = now_ms();
+        int64_t start = test_now_ms();
         ProtobufCMessage *m = NULL;
         mp_error err;
         mp_error_clear(&err);
         CHECK_EQ(mp_rpc_stream_recv(s, &modelprov__v1__report_ack__descriptor, &m, 20000, &err), -ECANCELED);
-        CHECK(now_ms() - start < 5000);
+        CHECK(test_now_ms() - start < 5000);
         CHECK(strstr(err.reason, "stopped"));
         pthread_join(t, NULL);
         mp_rpc_stream_free(s);
@@ -391,8 +290,8 @@ static void *sender(void *arg) {
         return NULL;
 }
 
-static void test_stream_pipelined(collector *c, const host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, NULL);
+static void test_stream_pipelined(test_collector *c, const host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, NULL);
         pipeline p = { .s = report_open(cl, h), .first = 9, .batches = 25 };
         pthread_t t;
         CHECK_EQ(pthread_create(&t, NULL, sender, &p), 0);
@@ -423,11 +322,11 @@ static void test_stream_pipelined(collector *c, const host *h) {
 /* The agent's recovery: the collector dies mid-stream; the stream fails
  * with a retryable status; after a restart a new stream goes on from the
  * acknowledged sequence and a replay stores nothing twice. */
-static void test_collector_restart(collector *c, const host *h) {
-        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = client_new(c, NULL);
+static void test_collector_restart(test_collector *c, const host *h) {
+        _cleanup_(mp_rpc_client_freep) mp_rpc_client *cl = test_client_new(c->target, NULL);
         mp_rpc_stream *s = report_open(cl, h);
         report(s, 109, 112, 112, 4, 0);
-        int status = collector_stop(c, SIGKILL);
+        int status = test_collector_stop(c, SIGKILL);
         CHECK(WIFSIGNALED(status));
 
         _cleanup_(freep) batch *b = calloc(1, sizeof(*b));
@@ -444,7 +343,7 @@ static void test_collector_restart(collector *c, const host *h) {
         CHECK_EQ(r, -EAGAIN);           /* UNAVAILABLE: worth reconnecting */
         mp_rpc_stream_free(s);
 
-        collector_start(c, c->port);
+        test_collector_start(c, c->port);
         CHECK_EQ(heartbeat(cl, h), 112);        /* the client's channel reconnects */
         s = report_open(cl, h);
         report(s, 111, 114, 114, 2, 2);
@@ -458,11 +357,9 @@ int main(void) {
                 fprintf(stderr, "MODELPROV_COLLECTOR_BIN is not set (meson sets it)\n");
                 return 1;
         }
-        collector c = { .dir = test_tmpdir(), .pid = -1 };
-        write_secret(c.dir, "enroll.secret", ENROLL_SECRET "\n");
-        write_secret(c.dir, "query.token", QUERY_TOKEN "\n");
-        free(test_write(c.dir, "collector.conf", "[collector]\n", 12));
-        collector_start(&c, 0);
+        test_collector c;
+        test_collector_init(&c);
+        test_collector_start(&c, 0);
 
         host h = {0};
         RUN_WITH(test_unary, &c, &h);
@@ -472,7 +369,7 @@ int main(void) {
         RUN_WITH(test_stream_pipelined, &c, &h);
         RUN_WITH(test_collector_restart, &c, &h);
 
-        int status = collector_stop(&c, SIGTERM);
+        int status = test_collector_stop(&c, SIGTERM);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 size_t n;
                 _cleanup_(freep) char *log = test_read(c.log, &n);
@@ -481,7 +378,6 @@ int main(void) {
         }
         free(h.id);
         free(h.key);
-        free(c.log);
-        free(c.dir);
+        test_collector_done(&c);
         return 0;
 }

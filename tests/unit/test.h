@@ -49,6 +49,13 @@
                 fn();                                                            \
         } while (0)
 
+/* RUN for a test that takes arguments (a shared fixture). */
+#define RUN_WITH(fn, ...)                                                        \
+        do {                                                                     \
+                fprintf(stderr, "== %s\n", #fn);                                 \
+                fn(__VA_ARGS__);                                                 \
+        } while (0)
+
 /* The zoo directory ($MODELPROV_ZOO, set by meson), or NULL after printing
  * "zoo missing" when it does not exist.  With MODELPROV_REQUIRE_ZOO=1 a
  * missing zoo is a failure (exit 1), not a skip. */
