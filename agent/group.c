@@ -75,8 +75,10 @@ static int add_below(const char *dir, walk_mode mode, unsigned depth, char ***ro
 
 /* Hub cache: path contains a "models--*" (or datasets--/spaces--: not
  * models, ignored) component. */
-static int group_hub(const char *path, char ***roots, bool *matched) {
-        const char *c = strstr(path, "/models--");
+static int group_hub(const char *watch_root, const char *path, char ***roots, bool *matched) {
+        /* Only below the watch root: a root named /srv/models--archive is
+         * not a hub repo. */
+        const char *c = strstr(path + strlen(watch_root), "/models--");
         if (!c)
                 return 0;
         const char *repo_end = strchr(c + 1, '/');
@@ -166,7 +168,7 @@ static int group_plain(const char *watch_root, const char *path, char ***roots) 
 
 int agent_group_roots(const char *watch_root, const char *path, char ***roots) {
         bool matched = false;
-        int r = group_hub(path, roots, &matched);
+        int r = group_hub(watch_root, path, roots, &matched);
         if (matched || r != 0)
                 return r;
         r = group_ollama(watch_root, path, roots, &matched);

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <search.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +44,11 @@
 #define RETRY_MAX 5
 #define RETRY_BASE_MS 1000
 #define RETRY_LONG_SHIFT 6
+#define STATUS_INTERVAL_US 1000000
 
 typedef struct pending {
         char *root;
+        size_t slot;                    /* index in agent.pending */
         bool queued;                    /* waiting for dispatch */
         bool running;                   /* a worker has it */
         bool again;                     /* changed while running */
@@ -65,13 +68,15 @@ typedef struct agent {
         sd_event_source *dispatch_source;       /* defer: submit queued roots */
         sd_event_source *retry_source;          /* timer: earliest retry */
         sd_event_source *workers_source;        /* io on the workers' eventfd */
+        sd_event_source *status_source;         /* timer: STATUS= and the outbox bound, at most 1/s */
         agent_state *state;
         agent_watch *watch;
         agent_workers *workers;
         agent_reporter *reporter;
 
-        pending *pending;
+        pending **pending;              /* for dispatch and retries, in no order */
         size_t n_pending, pending_allocated;
+        void *pending_index;            /* tsearch(3) tree by root, for lookups */
 
         uint64_t jobs_done;
         uint64_t bytes_read;
@@ -111,43 +116,74 @@ static void update_status(agent *a) {
                    secs > 0 ? a->bytes_read / 1e6 / secs : 0.0, sc.outbox_pending, link[0] ? link : "no collector");
 }
 
+/* STATUS= and the outbox bound cost a few queries over the state DB; with
+ * thousands of small models finishing per second they would keep the loop
+ * busy (and inotify unread), so they run at most once a second, and only
+ * when something happened. */
+static void request_status(agent *a) {
+        int enabled = SD_EVENT_OFF;
+        sd_event_source_get_enabled(a->status_source, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return;
+        sd_event_source_set_time_relative(a->status_source, STATUS_INTERVAL_US);
+        sd_event_source_set_enabled(a->status_source, SD_EVENT_ONESHOT);
+}
+
 /* ---- the set of roots waiting for a worker ------------------------------ */
 
+static int compare_pending(const void *a, const void *b) {
+        return strcmp(((const pending *) a)->root, ((const pending *) b)->root);
+}
+
 static pending *find_pending(agent *a, const char *root) {
-        for (size_t i = 0; i < a->n_pending; i++)
-                if (strcmp(a->pending[i].root, root) == 0)
-                        return &a->pending[i];
-        return NULL;
+        pending key = {.root = (char *) root};
+        pending **found = tfind(&key, &a->pending_index, compare_pending);
+        return found ? *found : NULL;
 }
 
 static void drop_pending(agent *a, pending *p) {
+        tdelete(p, &a->pending_index, compare_pending);
+        pending *last = a->pending[--a->n_pending];
+        a->pending[p->slot] = last;
+        last->slot = p->slot;
         free(p->root);
-        *p = a->pending[--a->n_pending];
+        free(p);
+}
+
+static pending *add_pending(agent *a, const char *root) {
+        if (a->n_pending == a->pending_allocated) {
+                size_t n = a->pending_allocated ? a->pending_allocated * 2 : 64;
+                pending **np = realloc(a->pending, n * sizeof(pending *));
+                if (!np)
+                        return NULL;
+                a->pending = np;
+                a->pending_allocated = n;
+        }
+        pending *p = calloc(1, sizeof(pending));
+        if (!p || !(p->root = strdup(root)) || !tsearch(p, &a->pending_index, compare_pending)) {
+                if (p)
+                        free(p->root);
+                free(p);
+                return NULL;
+        }
+        p->slot = a->n_pending;
+        a->pending[a->n_pending++] = p;
+        return p;
 }
 
 static void mark_dirty(agent *a, const char *root) {
         pending *p = find_pending(a, root);
-        if (p) {
-                if (p->running)
-                        p->again = true;
-                else
-                        p->queued = true, p->retry_at_us = 0;
-        } else {
-                if (a->n_pending == a->pending_allocated) {
-                        size_t n = a->pending_allocated ? a->pending_allocated * 2 : 64;
-                        pending *np = realloc(a->pending, n * sizeof(pending));
-                        if (!np) {
-                                log_error("out of memory: %s not queued (the next rescan finds it)", root);
-                                return;
-                        }
-                        a->pending = np;
-                        a->pending_allocated = n;
-                }
-                char *copy = strdup(root);
-                if (!copy)
+        if (!p) {
+                p = add_pending(a, root);
+                if (!p) {
+                        log_error("out of memory: %s not queued (the next rescan finds it)", root);
                         return;
-                a->pending[a->n_pending++] = (pending) {.root = copy, .queued = true};
+                }
         }
+        if (p->running)
+                p->again = true;
+        else
+                p->queued = true, p->retry_at_us = 0;
         sd_event_source_set_enabled(a->dispatch_source, SD_EVENT_ONESHOT);
 }
 
@@ -160,7 +196,7 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
         agent *a = userdata;
         (void) s;
         for (size_t i = 0; i < a->n_pending; i++) {
-                pending *p = &a->pending[i];
+                pending *p = a->pending[i];
                 if (!p->queued || p->running || p->retry_at_us)
                         continue;
                 if (agent_workers_submit(a->workers, p->root, p->retries >= RETRY_MAX) < 0)
@@ -168,15 +204,15 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
                 p->queued = false;
                 p->running = true;
         }
-        update_status(a);
+        request_status(a);
         return 0;
 }
 
 static void arm_retry_timer(agent *a) {
         uint64_t next = 0;
         for (size_t i = 0; i < a->n_pending; i++)
-                if (a->pending[i].retry_at_us && (!next || a->pending[i].retry_at_us < next))
-                        next = a->pending[i].retry_at_us;
+                if (a->pending[i]->retry_at_us && (!next || a->pending[i]->retry_at_us < next))
+                        next = a->pending[i]->retry_at_us;
         if (!next) {
                 sd_event_source_set_enabled(a->retry_source, SD_EVENT_OFF);
                 return;
@@ -189,9 +225,9 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         agent *a = userdata;
         (void) s;
         for (size_t i = 0; i < a->n_pending; i++)
-                if (a->pending[i].retry_at_us && a->pending[i].retry_at_us <= usec) {
-                        a->pending[i].retry_at_us = 0;
-                        a->pending[i].queued = true;
+                if (a->pending[i]->retry_at_us && a->pending[i]->retry_at_us <= usec) {
+                        a->pending[i]->retry_at_us = 0;
+                        a->pending[i]->queued = true;
                 }
         sd_event_source_set_enabled(a->dispatch_source, SD_EVENT_ONESHOT);
         arm_retry_timer(a);
@@ -207,7 +243,11 @@ static void on_job_result(void *userdata, const agent_job_result *r) {
         if (!p)
                 return;
         p->running = false;
-        if (r->outcome == AGENT_JOB_RETRY && !p->again) {
+        /* A failed job (state DB busy past its timeout, out of file
+         * descriptors) is retried like a model that was changing: the
+         * rescans only offer files whose stat moved, so nothing else would
+         * bring it back. */
+        if ((r->outcome == AGENT_JOB_RETRY || r->outcome == AGENT_JOB_FAILED) && !p->again) {
                 p->retries++;
                 /* 1, 2, 4, 8, 16 s, then every 64 s for a file that never
                  * stops changing (the periodic rescan is not needed for it). */
@@ -248,6 +288,13 @@ static int on_workers(sd_event_source *s, int fd, uint32_t revents, void *userda
         agent *a = userdata;
         (void) s, (void) fd, (void) revents;
         agent_workers_drain(a->workers, on_job_result, a);
+        request_status(a);
+        return 0;
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        agent *a = userdata;
+        (void) s, (void) usec;
         enforce_outbox_bound(a);
         update_status(a);
         return 0;
@@ -284,8 +331,9 @@ static bool ignorable(const char *path) {
         mp_format format;
         if (agent_path_is_secret(path))
                 return true;
-        /* Hub blobs and Ollama blobs have hash names: they are material. */
-        if (strstr(path, "/blobs/"))
+        /* Hub and Ollama blobs have hash names, Ollama manifests have tag
+         * names ("latest", "7b"): all of them are material. */
+        if (strstr(path, "/blobs/") || strstr(path, "/manifests/"))
                 return false;
         return !mp_classify_file_name(base, &role, &format);
 }
@@ -305,7 +353,7 @@ static bool on_is_unchanged(void *userdata, const char *path, const struct stat 
                 if (!target || stat(target, &tst) < 0 || agent_state_get_file(a->state, target, &f) < 0)
                         return false;
                 agent_file_stat_from(&fs, &tst);
-                bool same = agent_file_stat_same(&fs, &f.stat) && f.model_root &&
+                bool same = agent_file_stat_identical(&fs, &f.stat) && f.model_root &&
                             strncmp(path, f.model_root, strlen(f.model_root)) == 0;
                 agent_file_done(&f);
                 return same;
@@ -313,7 +361,7 @@ static bool on_is_unchanged(void *userdata, const char *path, const struct stat 
         if (agent_state_get_file(a->state, path, &f) < 0)
                 return false;
         agent_file_stat_from(&fs, st);
-        bool same = agent_file_stat_same(&fs, &f.stat) && f.model_root;
+        bool same = agent_file_stat_identical(&fs, &f.stat) && f.model_root;
         agent_file_done(&f);
         return same;
 }
@@ -410,10 +458,14 @@ static int load_roots(agent *a) {
                 if (!a->roots)
                         return -ENOMEM;
                 for (size_t i = 0; i < n; i++) {
-                        /* Canonical when it exists, so paths match what the watcher reports. */
+                        /* Canonical when it exists, so paths match what the watcher
+                         * reports; otherwise as given without trailing slashes
+                         * (the workers resolve it again when it appears). */
                         a->roots[i] = realpath(a->config.watch[i], NULL);
                         if (!a->roots[i] && !(a->roots[i] = strdup(a->config.watch[i])))
                                 return -ENOMEM;
+                        for (size_t l = strlen(a->roots[i]); l > 1 && a->roots[i][l - 1] == '/'; l--)
+                                a->roots[i][l - 1] = '\0';
                 }
         } else {
                 int r = agent_roots_discover(&a->roots);
@@ -450,6 +502,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         agent_action action;
         mp_error err = {0};
         if (agent_config_load(a->argc, a->argv, &fresh, &action, &err) < 0) {
+                agent_config_done(&fresh);
                 log_error("reload refused, keeping the running config: %s", err.reason);
                 sd_notify(0, "READY=1");
                 return 0;
@@ -551,10 +604,13 @@ static int setup(agent *a, mp_error *err) {
             sd_event_add_signal(a->event, NULL, SIGHUP, on_sighup, a) < 0 ||
             sd_event_add_signal(a->event, NULL, SIGUSR1, on_sigusr1, a) < 0 ||
             sd_event_add_defer(a->event, &a->dispatch_source, on_dispatch, a) < 0 ||
-            sd_event_add_time(a->event, &a->retry_source, CLOCK_MONOTONIC, UINT64_MAX, 10000, on_retry, a) < 0)
+            sd_event_add_time(a->event, &a->retry_source, CLOCK_MONOTONIC, UINT64_MAX, 10000, on_retry, a) < 0 ||
+            sd_event_add_time(a->event, &a->status_source, CLOCK_MONOTONIC, UINT64_MAX, 100000, on_status_timer,
+                              a) < 0)
                 return mp_error_set(err, -ENOMEM, NULL, -1, "cannot set up the event loop");
         sd_event_source_set_enabled(a->dispatch_source, SD_EVENT_OFF);
         sd_event_source_set_enabled(a->retry_source, SD_EVENT_OFF);
+        sd_event_source_set_enabled(a->status_source, SD_EVENT_OFF);
         (void) sd_event_set_watchdog(a->event, true);
 
         agent_workers_options wo = {
@@ -592,18 +648,21 @@ static int setup(agent *a, mp_error *err) {
 }
 
 static void teardown(agent *a) {
-        /* Workers first: a job in the middle of a file stops within a chunk. */
-        agent_workers_free(a->workers);
+        /* The reporter first: its catalog callback touches the workers. */
         if (a->reporter)
                 agent_reporter_stop(a->reporter);
-        agent_watch_free(a->watch);
+        /* Then the workers (a job in the middle of a file stops within a
+         * chunk), after their eventfd's source is gone. */
         sd_event_source_disable_unref(a->workers_source);
+        agent_workers_free(a->workers);
+        agent_watch_free(a->watch);
         sd_event_source_disable_unref(a->dispatch_source);
         sd_event_source_disable_unref(a->retry_source);
+        sd_event_source_disable_unref(a->status_source);
         sd_event_unref(a->event);
         agent_state_close(a->state);
-        for (size_t i = 0; i < a->n_pending; i++)
-                free(a->pending[i].root);
+        while (a->n_pending > 0)
+                drop_pending(a, a->pending[a->n_pending - 1]);
         free(a->pending);
         mp_strv_free(a->roots);
         free(a->state_path);

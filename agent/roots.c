@@ -33,8 +33,8 @@ static void add_candidate(root_list *l, const char *path) {
                 return;
         }
         _cleanup_(freep) char *real = realpath(path, NULL);
-        if (!real)
-                return;
+        if (!real || strcmp(real, "/") == 0)
+                return;         /* never the whole file system by default */
         for (size_t i = 0; i < l->n; i++)
                 if (strcmp(l->paths[i], real) == 0)
                         return;
@@ -56,9 +56,32 @@ static void add_joined(root_list *l, const char *base, const char *rest) {
                 add_candidate(l, path);
 }
 
+/* A cache in an account's home, only when no component below the home is a
+ * symlink: the agent runs as root, and any user could otherwise point it at
+ * /, /root or another user's files by making ~/.cache/huggingface/hub a
+ * link. */
+static void add_home_cache(root_list *l, const char *home, const char *rest) {
+        if (!home || home[0] != '/')
+                return;
+        _cleanup_(freep) char *real_home = realpath(home, NULL);
+        char path[4096], expected[4096];
+        if (!real_home || (size_t) snprintf(path, sizeof path, "%s/%s", home, rest) >= sizeof path ||
+            (size_t) snprintf(expected, sizeof expected, "%s/%s", real_home, rest) >= sizeof expected)
+                return;
+        _cleanup_(freep) char *real = realpath(path, NULL);
+        if (!real)
+                return;
+        if (strcmp(real, expected) != 0) {
+                log_warning("not watching %s: it leads elsewhere through a symlink (%s); name it with --watch "
+                            "if that is intended", path, real);
+                return;
+        }
+        add_candidate(l, path);
+}
+
 static void add_home_caches(root_list *l, const char *home) {
-        add_joined(l, home, ".cache/huggingface/hub");
-        add_joined(l, home, ".ollama/models");
+        add_home_cache(l, home, ".cache/huggingface/hub");
+        add_home_cache(l, home, ".ollama/models");
 }
 
 int agent_roots_discover(char ***ret) {

@@ -516,6 +516,10 @@ bool agent_file_stat_same(const agent_file_stat *a, const agent_file_stat *b) {
         return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
 }
 
+bool agent_file_stat_identical(const agent_file_stat *a, const agent_file_stat *b) {
+        return agent_file_stat_same(a, b) && a->ctime_ns == b->ctime_ns;
+}
+
 void agent_file_done(agent_file *f) {
         if (!f)
                 return;

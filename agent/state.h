@@ -53,9 +53,12 @@ typedef struct agent_state agent_state;
 #define AGENT_META_CATALOG_VERSION "catalog_version"
 #define AGENT_META_AGENT_VERSION "agent_version"
 
-/* What identifies a file's content without reading it.  ctime is kept but,
- * as a rename changes it on ext4, agent_file_stat_same() ignores it (the
- * periodic rescan compares it, see watch.h). */
+/* What identifies a file's content without reading it.  A file at the same
+ * path must match all five fields (agent_file_stat_identical()): writing
+ * bytes and then setting the mtime back still moves the ctime, and that is
+ * the tampering this tool exists to notice.  A file found under another
+ * path (renamed, hard-linked) is matched without the ctime
+ * (agent_file_stat_same()), because rename changes it on ext4. */
 typedef struct agent_file_stat {
         uint64_t dev;
         uint64_t ino;
@@ -66,6 +69,7 @@ typedef struct agent_file_stat {
 
 void agent_file_stat_from(agent_file_stat *fs, const struct stat *st);
 bool agent_file_stat_same(const agent_file_stat *a, const agent_file_stat *b);
+bool agent_file_stat_identical(const agent_file_stat *a, const agent_file_stat *b);
 
 /* A file row. */
 typedef struct agent_file {

@@ -1,5 +1,6 @@
 /* workers.c - the fingerprinting pool (see workers.h). */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -33,6 +34,8 @@
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_WHO_PROCESS 1
 #define WORKER_NICE 10
+/* How deep below a model root symlinks are checked before it is opened. */
+#define LINK_CHECK_DEPTH 8
 
 /* A local scan reports matches at or above this identity score (High
  * Match and better): weaker ones are noise on a fleet scale. */
@@ -61,10 +64,11 @@ struct agent_workers {
 
         int efd;
         pthread_t *threads;
+        struct worker *workers;         /* one per thread: its state DB handle, its catalog */
         unsigned n_threads, n_started;
 
         char *state_path;
-        char **roots;                   /* canonical paths; under lock */
+        char **roots;                   /* as the operator named them; under lock */
         char *catalog_path;
         mp_rate_limit *rate_limit;
 };
@@ -98,20 +102,87 @@ static bool path_under(const char *path, const char *dir) {
         return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0' || (n == 1 && dir[0] == '/'));
 }
 
-/* True when every file of m resolves inside a watch root.  A hub
- * snapshot's links are checked by the hub reader (they must stay in the
- * repo's blobs/), and the repo is inside a root, so the same test holds. */
+/* Whether path lies under one of the watch roots as the operator named
+ * them (paths from the watcher) or, with resolve, after resolving both
+ * (where symlinks lead). */
+static bool under_roots(agent_workers *w, const char *path, bool resolve) {
+        bool inside = false;
+        pthread_mutex_lock(&w->lock);
+        for (char **r = w->roots; r && *r && !inside; r++) {
+                if (!resolve) {
+                        inside = path_under(path, *r);
+                        continue;
+                }
+                _cleanup_(freep) char *real_root = realpath(*r, NULL);
+                inside = real_root && path_under(path, real_root);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return inside;
+}
+
+/* A symlink at link may be followed only when it resolves inside the roots
+ * and not to a credential; dangling links are left to the readers. */
+static bool link_allowed(agent_workers *w, const char *link) {
+        _cleanup_(freep) char *real = realpath(link, NULL);
+        if (!real)
+                return true;
+        return under_roots(w, real, true) && !agent_path_is_secret(real);
+}
+
+/* Checks every symlink below dir (bounded depth) before any reader follows
+ * one: opening a model reads headers, and a parse error quoting the first
+ * bytes of /root/.cache/huggingface/token must never reach a finding.
+ * Returns false with *ret_link set to the first link that leads out. */
+static bool links_inside_roots(agent_workers *w, const char *dir, unsigned depth, char **ret_link) {
+        if (depth > LINK_CHECK_DEPTH)
+                return true;
+        _cleanup_(closedirp) DIR *d = opendir(dir);
+        if (!d)
+                return true;
+        for (struct dirent *de; (de = readdir(d));) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                _cleanup_(freep) char *p = mp_path_join(dir, de->d_name);
+                struct stat st;
+                if (!p || lstat(p, &st) < 0)
+                        continue;
+                if (S_ISLNK(st.st_mode) && !link_allowed(w, p)) {
+                        *ret_link = TAKE_PTR(p);
+                        return false;
+                }
+                if (S_ISDIR(st.st_mode) && !links_inside_roots(w, p, depth + 1, ret_link))
+                        return false;
+        }
+        return true;
+}
+
+/* The directories whose links a model at root may follow: the root itself
+ * when it is a directory (a model dir, a hub snapshot: its links resolve
+ * through blobs/, so a blob that is itself a link out is caught too), and
+ * for an Ollama manifest the store's blobs/. */
+static bool model_links_inside_roots(agent_workers *w, const char *root, char **ret_link) {
+        struct stat st;
+        if (lstat(root, &st) < 0)
+                return true;
+        if (S_ISDIR(st.st_mode))
+                return links_inside_roots(w, root, 0, ret_link);
+        const char *m = strstr(root, "/manifests/");
+        if (!m)
+                return true;
+        _cleanup_(freep) char *store = strndup(root, (size_t) (m - root));
+        _cleanup_(freep) char *blobs = store ? mp_path_join(store, "blobs") : NULL;
+        return !blobs || links_inside_roots(w, blobs, LINK_CHECK_DEPTH, ret_link);
+}
+
+/* After opening: every file the readers chose resolves inside the roots
+ * (the check above ran before any read; this one covers what the readers
+ * resolved themselves, e.g. Ollama blob names from the manifest). */
 static bool files_inside_roots(agent_workers *w, const mp_model *m, char **ret_outside) {
         for (size_t i = 0; i < m->n_files; i++) {
                 _cleanup_(freep) char *real = realpath(m->files[i].path, NULL);
                 if (!real)
                         continue;       /* vanished: the pass will fail and we retry */
-                bool inside = false;
-                pthread_mutex_lock(&w->lock);
-                for (char **r = w->roots; r && *r && !inside; r++)
-                        inside = path_under(real, *r);
-                pthread_mutex_unlock(&w->lock);
-                if (!inside || agent_path_is_secret(real)) {
+                if (!under_roots(w, real, true) || agent_path_is_secret(real)) {
                         *ret_outside = strdup(m->files[i].path);
                         return false;
                 }
@@ -119,9 +190,11 @@ static bool files_inside_roots(agent_workers *w, const mp_model *m, char **ret_o
         return true;
 }
 
-/* Marks the files whose content the state DB knows (same dev, inode,
- * size, mtime) as digested, so the pass does not read them, and records
- * the stat each file had before reading. */
+/* Marks the files whose content the state DB knows as digested, so the
+ * pass does not read them, and records the stat each file had before
+ * reading.  Known means: the same path with an identical stat (ctime too),
+ * or, for a path the DB has never seen, a row of another path with the
+ * same (dev, inode, size, mtime): a rename or a hard link. */
 static int prefill_known_files(worker *wk, mp_model *m, agent_file_stat *stats) {
         for (size_t i = 0; i < m->n_files; i++) {
                 struct stat st;
@@ -130,16 +203,17 @@ static int prefill_known_files(worker *wk, mp_model *m, agent_file_stat *stats) 
                 agent_file_stat_from(&stats[i], &st);
 
                 agent_file f = {0};
+                bool known = false;
                 int r = agent_state_get_file(wk->state, m->files[i].path, &f);
-                if (r == -ENOENT || (r >= 0 && !agent_file_stat_same(&f.stat, &stats[i]))) {
-                        agent_file_done(&f);
+                if (r >= 0)
+                        known = agent_file_stat_identical(&f.stat, &stats[i]);
+                else if (r == -ENOENT) {
                         r = agent_state_find_file_by_stat(wk->state, &stats[i], &f);
+                        known = r >= 0 && agent_file_stat_same(&f.stat, &stats[i]);
                 }
-                if (r == -ENOENT)
-                        continue;
-                if (r < 0)
+                if (r < 0 && r != -ENOENT)
                         return r;
-                if (f.has_sha256 && agent_file_stat_same(&f.stat, &stats[i])) {
+                if (known && f.has_sha256) {
                         m->files[i].digested = true;
                         memcpy(m->files[i].sha256, f.sha256, 32);
                 }
@@ -268,6 +342,19 @@ static agent_job_outcome open_failed(worker *wk, const char *root, int r, const 
         return AGENT_JOB_FINDING;
 }
 
+/* Opened, but nothing to fingerprint (every snapshot link dangles or
+ * loops, say): not a model, and its findings say why.  Committing it would
+ * give every such model the digest of nothing. */
+static agent_job_outcome no_weights(worker *wk, const char *root, const mp_model *m) {
+        for (size_t i = 0; i < m->n_findings; i++)
+                record_finding(wk, m->findings[i].file ? m->findings[i].file : root, m->findings[i].kind,
+                               m->findings[i].detail);
+        agent_job_outcome removed = remove_model(wk, root);
+        if (removed == AGENT_JOB_FAILED)
+                return removed;
+        return m->n_findings > 0 ? AGENT_JOB_FINDING : AGENT_JOB_NOT_MODEL;
+}
+
 static bool has_incomplete(const mp_model *m) {
         for (size_t i = 0; i < m->n_findings; i++)
                 if (m->findings[i].kind == MP_FINDING_INCOMPLETE)
@@ -283,19 +370,33 @@ static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool fo
         if (S_ISLNK(st.st_mode))
                 return AGENT_JOB_NOT_MODEL;     /* never followed: a link can point anywhere */
 
+        /* A root no longer watched (SIGHUP dropped it): gone from our view,
+         * not suspicious. */
+        if (!under_roots(w, root, false))
+                return remove_model(wk, root);
+
+        _cleanup_(freep) char *outside = NULL;
+        if (!model_links_inside_roots(w, root, &outside)) {
+                record_finding(wk, outside ? outside : root, MP_FINDING_SUSPICIOUS,
+                               "a link leads outside the watched roots or to credentials: the model is not read");
+                (void) remove_model(wk, root);
+                return AGENT_JOB_FINDING;
+        }
+
         _cleanup_(mp_model_freep) mp_model *m = NULL;
         mp_error err = {0};
         int r = mp_model_open(root, NULL, &m, &err);
         if (r < 0)
                 return open_failed(wk, root, r, &err);
 
-        _cleanup_(freep) char *outside = NULL;
         if (!files_inside_roots(w, m, &outside)) {
                 record_finding(wk, outside ? outside : root, MP_FINDING_SUSPICIOUS,
-                               "links outside the watched roots or to credentials: not read");
+                               "a file resolves outside the watched roots or to credentials: the model is not read");
                 (void) remove_model(wk, root);
                 return AGENT_JOB_FINDING;
         }
+        if (m->n_tensors == 0)
+                return no_weights(wk, root, m);
 
         _cleanup_(freep) agent_file_stat *stats = calloc(m->n_files ? m->n_files : 1, sizeof(agent_file_stat));
         if (!stats)
@@ -336,11 +437,11 @@ static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool fo
                 log_error("%s: cannot store fingerprint: %s", root, err.reason);
                 return AGENT_JOB_FAILED;
         }
+        if (kind == AGENT_MODEL_UNCHANGED)
+                return AGENT_JOB_UNCHANGED;     /* its findings were logged when they were new */
         for (size_t i = 0; i < m->n_findings; i++)
                 log_finding(m->findings[i].file ? m->findings[i].file : root,
                             mp_finding_kind_name(m->findings[i].kind), m->findings[i].detail);
-        if (kind == AGENT_MODEL_UNCHANGED)
-                return AGENT_JOB_UNCHANGED;
 
         char hex[65], f_digest[96], f_path[PATH_MAX + 16];
         mp_hex(fp->model_digest.data, 32, hex);
@@ -382,16 +483,10 @@ static job *take_job(agent_workers *w) {
 }
 
 static void *worker_main(void *userdata) {
-        agent_workers *w = userdata;
-        worker wk = {.pool = w};
+        worker *wk = userdata;
+        agent_workers *w = wk->pool;
 
         lower_priority();
-        mp_error err = {0};
-        if (agent_state_open(w->state_path, &wk.state, &err) < 0) {
-                log_error("worker: cannot open state DB: %s", err.reason);
-                return NULL;
-        }
-
         for (job *j; (j = take_job(w));) {
                 result_node *n = calloc(1, sizeof *n);
                 if (!n) {
@@ -400,13 +495,10 @@ static void *worker_main(void *userdata) {
                         continue;
                 }
                 n->r.root = j->root;
-                n->r.outcome = fingerprint_model(&wk, j->root, j->force, &n->r);
+                n->r.outcome = fingerprint_model(wk, j->root, j->force, &n->r);
                 free(j);
                 post_result(w, n);
         }
-
-        mp_catalog_close(wk.catalog);
-        agent_state_close(wk.state);
         return NULL;
 }
 
@@ -437,9 +529,26 @@ int agent_workers_new(const agent_workers_options *o, agent_workers **ret, mp_er
                 return r;
         }
 
+        /* The state DB handles are opened here, so that a worker that could
+         * not open one fails the start instead of leaving its jobs queued
+         * for ever (SQLite's default serialized mode lets a handle move to
+         * another thread). */
         w->n_threads = o->n_threads;
+        w->workers = calloc(o->n_threads, sizeof(worker));
+        if (!w->workers) {
+                agent_workers_free(w);
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        }
         for (unsigned i = 0; i < o->n_threads; i++) {
-                r = -pthread_create(&w->threads[i], NULL, worker_main, w);
+                w->workers[i].pool = w;
+                r = agent_state_open(w->state_path, &w->workers[i].state, err);
+                if (r < 0) {
+                        agent_workers_free(w);
+                        return r;
+                }
+        }
+        for (unsigned i = 0; i < o->n_threads; i++) {
+                r = -pthread_create(&w->threads[i], NULL, worker_main, &w->workers[i]);
                 if (r < 0) {
                         agent_workers_free(w);
                         return mp_error_set(err, r, NULL, -1, "cannot start worker: %s", strerror(-r));
@@ -460,6 +569,12 @@ void agent_workers_free(agent_workers *w) {
         pthread_mutex_unlock(&w->lock);
         for (unsigned i = 0; i < w->n_started; i++)
                 pthread_join(w->threads[i], NULL);
+        for (unsigned i = 0; w->workers && i < w->n_threads; i++) {
+                mp_catalog_close(w->workers[i].catalog);
+                if (w->workers[i].state)
+                        agent_state_close(w->workers[i].state);
+        }
+        free(w->workers);
 
         for (job *j = w->queue_head, *next; j; j = next) {
                 next = j->next;
@@ -536,24 +651,18 @@ void agent_workers_catalog_changed(agent_workers *w) {
 }
 
 int agent_workers_set_roots(agent_workers *w, const char *const *roots) {
-        char **copy = calloc(1, sizeof(char *));
+        /* Kept as given (the watcher reports paths under these strings);
+         * where they lead is resolved at each check, so a root that
+         * appears later, or moves behind a symlink, is judged as it is. */
+        size_t n = mp_strv_length((char *const *) roots);
+        char **copy = calloc(n + 1, sizeof(char *));
         if (!copy)
                 return -ENOMEM;
-        size_t n = 0;
-        for (const char *const *r = roots; r && *r; r++) {
-                char *real = realpath(*r, NULL);
-                if (!real)
-                        real = strdup(*r);      /* a root that does not exist yet */
-                char **nc = real ? realloc(copy, (n + 2) * sizeof(char *)) : NULL;
-                if (!nc) {
-                        free(real);
+        for (size_t i = 0; i < n; i++)
+                if (!(copy[i] = strdup(roots[i]))) {
                         mp_strv_free(copy);
                         return -ENOMEM;
                 }
-                copy = nc;
-                copy[n++] = real;
-                copy[n] = NULL;
-        }
         pthread_mutex_lock(&w->lock);
         char **old = w->roots;
         w->roots = copy;

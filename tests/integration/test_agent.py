@@ -187,6 +187,38 @@ class LifecycleTest(AgentCase):
                          "only the replaced shard is read")
 
 
+    def test_tamper_with_mtime_restored(self):
+        """Bytes changed in place and the mtime set back: the ctime still
+        moves, so the file is read again (regression: ctime was ignored)."""
+        a = self.agent().start()
+        dst = os.path.join(self.root, "m")
+        shutil.copytree(BASE, dst)
+        self.wait_present(dst)
+        before = inventory(self.collector)[dst].model_digest
+        weights = os.path.join(dst, "model.safetensors")
+        st = os.stat(weights)
+        time.sleep(0.05)
+        with open(weights, "r+b") as f:
+            f.seek(-4, os.SEEK_END)
+            f.write(b"\x01\x02\x03\x04")
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        wait_until(lambda: inventory(self.collector)[dst].model_digest != before, 30, 0.1, "the new digest")
+        self.assertTrue(a.alive())
+
+    def test_root_created_later_with_trailing_slash(self):
+        """A root that does not exist yet, named with a trailing slash
+        (regression: its paths never matched the root)."""
+        later = os.path.join(self.dir, "later")
+        a = self.agent()
+        a.watch = [later + "/"]
+        a.start()
+        os.makedirs(later)
+        a.signal(signal.SIGUSR1)        # or wait for the missing-root timer
+        time.sleep(0.5)
+        shutil.copytree(BASE, os.path.join(later, "m"))
+        self.wait_present(os.path.join(later, "m"))
+
+
 class LayoutTest(AgentCase):
     def test_ollama_store(self):
         """Blobs renamed from -partial names, the manifest written in place
@@ -215,6 +247,11 @@ class LayoutTest(AgentCase):
         self.wait_present(dst)
         for root_, _, _ in a.reads():
             self.assertNotIn("-partial", root_)
+        # `ollama cp`: a new tag, only a manifest (regression: tag names are
+        # not model file names, and the manifest was ignored).
+        tag = os.path.join(root, "manifests", "registry.ollama.ai", "library", "copy", "latest")
+        write_file(tag, manifest)
+        self.wait_present(tag)
 
     def test_local_scan_against_catalog(self):
         """A model matching an entry of the local catalog is reported as a
@@ -367,20 +404,34 @@ class HostileTest(AgentCase):
         os.makedirs(linked)
         shutil.copy(os.path.join(BASE, "config.json"), os.path.join(linked, "config.json"))
         os.symlink(outside, os.path.join(linked, "model.safetensors"))
+        # A link to a credential-like file outside the roots: never opened,
+        # so nothing of it can show in a finding (regression: the header
+        # parser's error quoted its first 8 bytes as a number).
+        token = os.path.join(self.dir, "token")
+        write_file(token, b"hf_SuperSecretTokenValue0123456789")
+        leak = os.path.join(self.root, "leak")
+        os.makedirs(leak)
+        shutil.copy(os.path.join(BASE, "config.json"), os.path.join(leak, "config.json"))
+        os.symlink(token, os.path.join(leak, "model.safetensors"))
+        secret_number = str(int.from_bytes(b"hf_Super", "little"))
         ok = os.path.join(self.root, "fine")
         shutil.copytree(BASE, ok)
         self.wait_present(ok)
 
         def findings():
             return {e.event.path: e.event.finding for e in history(self.collector) if e.event.kind == 4}
-        got = wait_until(lambda: (lambda f: f if len(f) >= 4 else None)(findings()), 60, 0.2, "4 findings")
+        got = wait_until(lambda: (lambda f: f if len(f) >= 5 else None)(findings()), 60, 0.2, "5 findings")
         paths = " ".join(got)
-        for name in ("garbage.safetensors", "truncated.gguf", "evil.pt", "linked"):
+        for name in ("garbage.safetensors", "truncated.gguf", "evil.pt", "linked", "leak"):
             self.assertIn(name, paths)
+        for path, finding in got.items():
+            self.assertNotIn(secret_number, finding.detail)
+            self.assertNotIn("hf_Super", finding.detail)
+        self.assertNotIn(secret_number, a.log())
         self.assertTrue(a.alive())
         self.assertNotIn(linked, self.present())
         status = a.status_json()
-        self.assertGreaterEqual(len(status["findings"]), 4)
+        self.assertGreaterEqual(len(status["findings"]), 5)
         # The structured fields are in the log line.
         self.assertRegex(a.log(), r"FINDING=\S+")
 
@@ -410,6 +461,27 @@ class NotifyTest(AgentCase):
         wait_until(lambda: "watch root: " + second in a.log(), 10, 0.05, "the new root")
         shutil.copytree(BASE, os.path.join(second, "m"))
         wait_until(lambda: any(r[0] == os.path.join(second, "m") for r in a.reads()), 30, 0.1, "the model read")
+        # Dropping the root again: its models are removed, and that is not
+        # suspicious (regression: every one became a "links outside" finding).
+        with open(a.config_file, "w") as f:
+            f.write(f"[agent]\nwatch = {self.root}\n")
+        a.signal(signal.SIGHUP)
+        wait_until(lambda: "model removed: " + os.path.join(second, "m") in a.log(), 30, 0.1, "the removal")
+        self.assertNotIn("finding", a.log())
+
+    def test_default_roots_refuse_symlinked_home_caches(self):
+        """Without --watch, a user's ~/.cache/huggingface/hub that is a
+        symlink (to / or someone else's files) is not watched."""
+        home = os.path.join(self.dir, "home")
+        outside = os.path.join(self.dir, "elsewhere")
+        os.makedirs(os.path.join(home, ".cache", "huggingface"))
+        os.makedirs(outside)
+        os.symlink(outside, os.path.join(home, ".cache", "huggingface", "hub"))
+        a = self.agent(env={"HOME": home, "HF_HOME": "", "HF_HUB_CACHE": "", "OLLAMA_MODELS": ""})
+        a.watch = []
+        a.start()
+        self.assertIn("not watching " + os.path.join(home, ".cache", "huggingface", "hub"), a.log())
+        self.assertNotIn("watch root: " + outside, a.log())
 
     def test_config_errors(self):
         conf = os.path.join(self.dir, "bad.conf")
