@@ -46,6 +46,16 @@ static int priority_of(Modelprov__V1__EventKind kind) {
 static const char SQL_APPEND[] =
         "INSERT INTO outbox (kind, path, priority, queued_at, event) VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/* Points *field at a wire-safe copy of itself (NULL counts as ""), owned by
+ * *owned.  False on ENOMEM. */
+static bool wire_string(char **field, char **owned, size_t max) {
+        *owned = mp_utf8_sanitize(*field ? *field : "", max);
+        if (!*owned)
+                return false;
+        *field = *owned;
+        return true;
+}
+
 int agent_outbox_append_full(agent_state *s, const Modelprov__V1__Event *ev, mp_error *err) {
         assert(s && ev);
         const char *what = "queueing an event";
@@ -63,30 +73,26 @@ int agent_outbox_append_full(agent_state *s, const Modelprov__V1__Event *ev, mp_
         Modelprov__V1__Finding finding;
         Modelprov__V1__ScanMatch match;
         copy.sequence = 0;
-        _cleanup_(freep) char *path = mp_utf8_sanitize(ev->path, OUTBOX_PATH_MAX);
+        _cleanup_(freep) char *path = NULL;
         _cleanup_(freep) char *f_kind = NULL, *f_file = NULL, *f_detail = NULL;
         _cleanup_(freep) char *m_entry = NULL, *m_verdict = NULL, *m_relation = NULL;
-        if (!path)
-                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
-        copy.path = path;
+        bool ok = wire_string(&copy.path, &path, OUTBOX_PATH_MAX);
         if (ev->finding) {
                 finding = *ev->finding;
-                if (!(f_kind = mp_utf8_sanitize(finding.kind ? finding.kind : "", OUTBOX_IDENT_MAX)) ||
-                    !(f_file = mp_utf8_sanitize(finding.file ? finding.file : "", OUTBOX_PATH_MAX)) ||
-                    !(f_detail = mp_utf8_sanitize(finding.detail ? finding.detail : "", OUTBOX_DETAIL_MAX)))
-                        return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
-                finding.kind = f_kind, finding.file = f_file, finding.detail = f_detail;
+                ok = ok && wire_string(&finding.kind, &f_kind, OUTBOX_IDENT_MAX) &&
+                     wire_string(&finding.file, &f_file, OUTBOX_PATH_MAX) &&
+                     wire_string(&finding.detail, &f_detail, OUTBOX_DETAIL_MAX);
                 copy.finding = &finding;
         }
         if (ev->match) {
                 match = *ev->match;
-                if (!(m_entry = mp_utf8_sanitize(match.catalog_entry ? match.catalog_entry : "", OUTBOX_IDENT_MAX)) ||
-                    !(m_verdict = mp_utf8_sanitize(match.verdict ? match.verdict : "", OUTBOX_IDENT_MAX)) ||
-                    !(m_relation = mp_utf8_sanitize(match.relation ? match.relation : "", OUTBOX_IDENT_MAX)))
-                        return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
-                match.catalog_entry = m_entry, match.verdict = m_verdict, match.relation = m_relation;
+                ok = ok && wire_string(&match.catalog_entry, &m_entry, OUTBOX_IDENT_MAX) &&
+                     wire_string(&match.verdict, &m_verdict, OUTBOX_IDENT_MAX) &&
+                     wire_string(&match.relation, &m_relation, OUTBOX_IDENT_MAX);
                 copy.match = &match;
         }
+        if (!ok)
+                return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
         size_t n = modelprov__v1__event__get_packed_size(&copy);
         if (n > OUTBOX_EVENT_MAX_BYTES)
                 return mp_error_set(err, -E2BIG, s->path, -1, "%s: event of %zu bytes is too large", what, n);

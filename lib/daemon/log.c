@@ -91,27 +91,33 @@ static void emit(int level, const char *line) {
                 fprintf(stderr, "%s: %s\n", program, clean);
 }
 
-void log_at(int level, const char *fmt, ...) {
-        if (level > max_level)
-                return;
+static void log_vfields(int level, const char *const *fields, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
 
-        char line[LOG_LINE_MAX];
+void log_at(int level, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(line, sizeof line, fmt, ap);
+        log_vfields(level, NULL, fmt, ap);
         va_end(ap);
-        emit(level, line);
 }
 
 void log_fields(int level, const char *const *fields, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        log_vfields(level, fields, fmt, ap);
+        va_end(ap);
+}
+
+static void log_vfields(int level, const char *const *fields, const char *fmt, va_list ap) {
         if (level > max_level)
                 return;
 
         char line[LOG_LINE_MAX];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(line, sizeof line, fmt, ap);
-        va_end(ap);
+        if (!fields || !fields[0]) {
+                emit(level, line);
+                return;
+        }
 
         if (journal) {
                 /* Straight to journald, so the fields become searchable

@@ -22,6 +22,7 @@
 #include "fingerprint/compute.h"
 #include "fingerprint/render_json.h"
 #include "pass/pass.h"
+#include "model_fixture.h"
 #include "test.h"
 #include "util/rate_limit.h"
 
@@ -137,20 +138,6 @@ static uint64_t file_size(const char *dir, const char *rel) {
 }
 
 /* --- computing and comparing ---------------------------------------------- */
-
-static mp_model *open_ok(const char *path) {
-        mp_model *m = NULL;
-        mp_error e;
-        mp_error_clear(&e);
-        int r = mp_model_open(path, NULL, &m, &e);
-        if (r < 0) {
-                char buf[2048];
-                mp_error_format(&e, buf, sizeof(buf));
-                fprintf(stderr, "open %s: %s\n", path, buf);
-        }
-        CHECK_EQ(r, 0);
-        return m;
-}
 
 static void report(int r, const mp_error *e) {
         if (r < 0) {

@@ -17,22 +17,9 @@
 #include "fingerprint/render_json.h"
 #include "formats/model.h"
 #include "pass/pass.h"
+#include "model_fixture.h"
 #include "test.h"
 #include "util/strutil.h"
-
-static mp_model *open_ok(const char *path) {
-        mp_model *m = NULL;
-        mp_error e;
-        mp_error_clear(&e);
-        int r = mp_model_open(path, NULL, &m, &e);
-        if (r < 0) {
-                char buf[2048];
-                mp_error_format(&e, buf, sizeof(buf));
-                fprintf(stderr, "open %s: %s\n", path, buf);
-        }
-        CHECK_EQ(r, 0);
-        return m;
-}
 
 static void pass_ok(mp_model *m, const mp_pass_options *o, mp_pass_result *res) {
         mp_error e;
