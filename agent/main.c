@@ -171,7 +171,12 @@ static pending *add_pending(agent *a, const char *root) {
         return p;
 }
 
-static void mark_dirty(agent *a, const char *root) {
+static void arm_retry_timer(agent *a);
+
+/* Queues root for a worker, after delay_us (0: at once).  A delay is used
+ * for removals: an `rm -rf` in progress must not be fingerprinted half
+ * gone, so the model is looked at once the settle time passed. */
+static void mark_dirty_after(agent *a, const char *root, uint64_t delay_us) {
         pending *p = find_pending(a, root);
         if (!p) {
                 p = add_pending(a, root);
@@ -180,16 +185,29 @@ static void mark_dirty(agent *a, const char *root) {
                         return;
                 }
         }
-        if (p->running)
+        if (p->running) {
                 p->again = true;
+                return;
+        }
+        p->queued = true;
+        p->retry_at_us = delay_us ? now_us() + delay_us : 0;
+        if (delay_us)
+                arm_retry_timer(a);
         else
-                p->queued = true, p->retry_at_us = 0;
-        sd_event_source_set_enabled(a->dispatch_source, SD_EVENT_ONESHOT);
+                sd_event_source_set_enabled(a->dispatch_source, SD_EVENT_ONESHOT);
 }
 
-static void dirty_roots(agent *a, char **roots) {
+static void mark_dirty(agent *a, const char *root) {
+        mark_dirty_after(a, root, 0);
+}
+
+static uint64_t removal_delay_us(const agent *a) {
+        return (uint64_t) a->config.settle_ms * 1000;
+}
+
+static void dirty_roots(agent *a, char **roots, uint64_t delay_us) {
         for (char **r = roots; r && *r; r++)
-                mark_dirty(a, *r);
+                mark_dirty_after(a, *r, delay_us);
 }
 
 static int on_dispatch(sd_event_source *s, void *userdata) {
@@ -312,14 +330,14 @@ static const char *root_of(agent *a, const char *path) {
         return best;
 }
 
-static void group_and_dirty(agent *a, const char *path) {
+static void group_and_dirty(agent *a, const char *path, uint64_t delay_us) {
         const char *root = root_of(a, path);
         if (!root)
                 return;
         char **roots = NULL;
         if (agent_group_roots(root, path, &roots) < 0)
                 log_error("out of memory grouping %s", path);
-        dirty_roots(a, roots);
+        dirty_roots(a, roots, delay_us);
         mp_strv_free(roots);
 }
 
@@ -372,7 +390,7 @@ static void on_ready(void *userdata, const char *path, const struct stat *st) {
         if (ignorable(path) && !strstr(path, "/models--"))
                 return;
         log_debug("ready: %s", path);
-        group_and_dirty(a, path);
+        group_and_dirty(a, path, 0);
 }
 
 static void on_removed(void *userdata, const char *path) {
@@ -380,9 +398,9 @@ static void on_removed(void *userdata, const char *path) {
         log_debug("removed: %s", path);
         agent_file f = {0};
         if (agent_state_get_file(a->state, path, &f) >= 0 && f.model_root)
-                mark_dirty(a, f.model_root);
+                mark_dirty_after(a, f.model_root, removal_delay_us(a));
         agent_file_done(&f);
-        group_and_dirty(a, path);
+        group_and_dirty(a, path, removal_delay_us(a));
 }
 
 static void on_dir_removed(void *userdata, const char *dir) {
@@ -394,7 +412,7 @@ static void on_dir_removed(void *userdata, const char *dir) {
                 log_error("state DB: cannot list models under %s", dir);
                 return;
         }
-        dirty_roots(a, roots);
+        dirty_roots(a, roots, removal_delay_us(a));
         mp_strv_free(roots);
 }
 
