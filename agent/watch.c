@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "daemon/log.h"
+#include "mounts.h"
 #include "settle.h"
 #include "util/macro.h"
 #include "util/strutil.h"
@@ -137,6 +138,7 @@ struct agent_watch {
         int fd;
         sd_event_source *io, *pair_timer, *rescan_timer, *unwatched_timer;
         settle_queue *settle;
+        agent_mounts *mounts;           /* NULL when mountinfo cannot be watched */
         agent_watch_callbacks cb;
         uint64_t rescan_usec, unwatched_usec;
 
@@ -1544,6 +1546,27 @@ int agent_watch_set_roots(agent_watch *w, const char *const *roots, mp_error *er
         return 0;
 }
 
+/* Either path is below (or is) the other. */
+static bool paths_nested(const char *a, const char *b) {
+        size_t na = strlen(a), nb = strlen(b);
+        const char *longer = na >= nb ? a : b, *shorter = na >= nb ? b : a;
+        size_t n = na >= nb ? nb : na;
+        return strncmp(longer, shorter, n) == 0 &&
+               (longer[n] == '/' || longer[n] == '\0' || (n == 1 && shorter[0] == '/'));
+}
+
+/* A mount or unmount at or below a root (or above it, hiding or showing
+ * what the root was) changes what is there without one inotify event. */
+static void on_mount_change(void *userdata, const char *mount_point, bool added) {
+        agent_watch *w = userdata;
+        for (size_t i = 0; i < w->n_roots; i++)
+                if (paths_nested(mount_point, w->roots[i]->path)) {
+                        log_info("%s %s: rescanning the watch roots", added ? "mounted" : "unmounted", mount_point);
+                        agent_watch_rescan(w);
+                        return;
+                }
+}
+
 int agent_watch_new(sd_event *e, const agent_watch_options *o, agent_watch **ret, mp_error *err) {
         assert(e);
         assert(o);
@@ -1594,6 +1617,11 @@ int agent_watch_new(sd_event *e, const agent_watch_options *o, agent_watch **ret
         if (r < 0)
                 return mp_error_set(err, r, NULL, -1, "adding the watcher's timers: %s", strerror(-r));
 
+        r = agent_mounts_new(e, on_mount_change, w, &w->mounts);
+        if (r < 0)
+                log_warning("cannot watch the mount table (/proc/self/mountinfo: %s): mounts over watched "
+                            "directories are found by the periodic rescan only", strerror(-r));
+
         r = agent_watch_set_roots(w, o->roots, err);
         if (r < 0)
                 return r;
@@ -1624,6 +1652,7 @@ void agent_watch_free(agent_watch *w) {
         }
         free(w->roots);
         settle_queue_free(w->settle);
+        agent_mounts_free(w->mounts);
         sd_event_source_disable_unref(w->io);
         sd_event_source_disable_unref(w->pair_timer);
         sd_event_source_disable_unref(w->unwatched_timer);

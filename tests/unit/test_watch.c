@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1128,6 +1129,81 @@ static void test_enospc(void) {
         paths_free();
 }
 
+/* ---- mounts ------------------------------------------------------------ */
+
+static bool ready_seen(void *arg) {
+        return count('R', arg) > 0;
+}
+
+static bool removed_seen(void *arg) {
+        return count('D', arg) > 0;
+}
+
+/* Runs in the child, in a mount namespace of its own: exit 0 passed, 77
+ * not possible here, else failed. */
+static void mount_child(const char *log_path) {
+        int lfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (lfd < 0 || dup2(lfd, STDERR_FILENO) < 0)
+                _exit(1);
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                _exit(77);
+        char *staging = test_tmpdir();
+        if (mount("tmpfs", staging, "tmpfs", 0, "size=1m") < 0)
+                _exit(77);
+        put_file(pathf("%s/model.gguf", staging), "weights");
+
+        char *root = test_tmpdir();
+        char *mnt = pathf("%s/mnt", root);
+        CHECK(mkdir(mnt, 0755) == 0);
+        sd_event *e = event_new();
+        const char *roots[] = {root, NULL};
+        agent_watch *w = watch_new(e, roots, 1);
+        run_for(e, 100);
+
+        /* A bind mount over a watched directory: no inotify event at all,
+         * only the mount table changes. */
+        CHECK(mount(staging, mnt, NULL, MS_BIND, NULL) == 0);
+        char *inside = pathf("%s/model.gguf", mnt);
+        CHECK(run_until(e, ready_seen, inside, 5000));
+        CHECK(umount(mnt) == 0);
+        CHECK(run_until(e, removed_seen, inside, 5000));
+
+        agent_watch_free(w);
+        sd_event_unref(e);
+        (void) umount(staging);
+        fflush(stderr);
+        _exit(0);
+}
+
+/* A file system mounted over a watched directory is found by the mount
+ * table watch, and its files are removed again at unmount. */
+static void test_mount_over_watched_dir(void) {
+        char *dir = test_tmpdir();
+        char *log_path = pathf("%s/stderr", dir);
+        fflush(NULL);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0)
+                mount_child(log_path);
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        size_t len = 0;
+        char *log = test_read(log_path, &len);
+        fwrite(log, 1, len, stderr);
+        CHECK(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 77) {
+                printf("SKIPPED-PART: mounts: mount namespaces (unshare(CLONE_NEWNS), tmpfs) are not available here\n");
+                fprintf(stderr, "SKIPPED-PART: mounts: mount namespaces not available\n");
+        } else {
+                CHECK_EQ(WEXITSTATUS(status), 0);
+                CHECK(strstr(log, "mounted "));
+        }
+        free(log);
+        rm_rf(dir);
+        free(dir);
+        paths_free();
+}
+
 int main(void) {
         /* The child of the mkdir race must not outlive a failed parent. */
         signal(SIGPIPE, SIG_IGN);
@@ -1148,5 +1224,6 @@ int main(void) {
         RUN(test_set_roots);
         RUN(test_hostile_tree);
         RUN(test_enospc);
+        RUN(test_mount_over_watched_dir);
         return 0;
 }
