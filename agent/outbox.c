@@ -25,6 +25,7 @@
 #define OUTBOX_PATH_MAX 4096
 #define OUTBOX_DETAIL_MAX 4096
 #define OUTBOX_IDENT_MAX 256
+#define OUTBOX_RECORD_MAX (16u << 20)
 
 static int priority_of(Modelprov__V1__EventKind kind) {
         switch (kind) {
@@ -93,6 +94,11 @@ int agent_outbox_append_full(agent_state *s, const Modelprov__V1__Event *ev, mp_
         }
         if (!ok)
                 return mp_error_set(err, -ENOMEM, s->path, -1, "out of memory");
+        /* A record over the collector's limit would be refused for ever;
+         * the event goes without it (the record is optional in the
+         * protocol: the collector keeps the digest and the path). */
+        if (copy.fingerprint && modelprov__v1__fingerprint__get_packed_size(copy.fingerprint) > OUTBOX_RECORD_MAX)
+                copy.fingerprint = NULL;
         size_t n = modelprov__v1__event__get_packed_size(&copy);
         if (n > OUTBOX_EVENT_MAX_BYTES)
                 return mp_error_set(err, -E2BIG, s->path, -1, "%s: event of %zu bytes is too large", what, n);
@@ -429,41 +435,6 @@ int agent_outbox_ack(agent_state *s, uint64_t acked_through, int64_t now_ms) {
         return agent_state_end(s, r, what, NULL);
 }
 
-int agent_outbox_sync(agent_state *s, uint64_t collector_acked_through) {
-        assert(s);
-        const char *what = "syncing the outbox with the collector";
-        uint64_t c = collector_acked_through;
-        if (c > INT64_MAX)
-                return -ERANGE;
-        uint64_t acked, sent;
-        int r = agent_state_begin(s, what, NULL);
-        if (r < 0)
-                return r;
-        r = read_counters(s, &acked, &sent, what, NULL);
-        if (r >= 0 && c < acked) {
-                /* The collector forgot events it had acknowledged (its
-                 * store was reset).  It expects c + 1 next: the numbered
-                 * rows (all > acked) would leave a gap, so they are
-                 * numbered again at their next send; the caller queues the
-                 * inventory again. */
-                r = agent_state_run(s, SQL_UNNUMBER, what, NULL);
-                if (r >= 0)
-                        r = write_counters(s, c, c, what, NULL);
-                if (r >= 0)
-                        r = 1;
-        } else if (r >= 0) {
-                /* It stored up to c: a lost ack, or (c > sent) our state is
-                 * older than its memory of us.  Rows numbered up to c were
-                 * numbered for the send it stored (numbers are persisted
-                 * before sending), so they are done; numbering continues
-                 * after c. */
-                r = delete_acked(s, c, what);
-                if (r >= 0)
-                        r = write_counters(s, c, c > sent ? c : sent, what, NULL);
-        }
-        return agent_state_end(s, r, what, NULL);
-}
-
 /* ---- inventory ---------------------------------------------------------- */
 
 static const char SQL_MODELS_RECORDS[] = "SELECT root, digest, record FROM models ORDER BY root";
@@ -488,15 +459,12 @@ static int requeue_one(agent_state *s, sqlite3_stmt *st, int64_t now_ms) {
         return r < 0 ? r : 1;
 }
 
-int agent_outbox_requeue_inventory(agent_state *s, int64_t now_ms) {
-        assert(s);
-        const char *what = "queueing the inventory again";
-        int r = agent_state_begin(s, what, NULL);
-        if (r < 0)
-                return r;
+/* Queues MODEL_ADDED for every model, inside the caller's transaction.
+ * Returns the number queued. */
+static int requeue_models(agent_state *s, int64_t now_ms, const char *what) {
         sqlite3_stmt *st = NULL;
         int n = 0, rc = SQLITE_DONE;
-        r = agent_state_stmt(s, SQL_MODELS_RECORDS, &st, what, NULL);
+        int r = agent_state_stmt(s, SQL_MODELS_RECORDS, &st, what, NULL);
         while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
                 r = requeue_one(s, st, now_ms);
                 n += r > 0;
@@ -505,8 +473,58 @@ int agent_outbox_requeue_inventory(agent_state *s, int64_t now_ms) {
                 r = agent_state_sql_error(s, rc, what, NULL);
         if (st)
                 sqlite3_reset(st);
-        r = agent_state_end(s, r, what, NULL);
         return r < 0 ? r : n;
+}
+
+int agent_outbox_requeue_inventory(agent_state *s, int64_t now_ms) {
+        assert(s);
+        const char *what = "queueing the inventory again";
+        int r = agent_state_begin(s, what, NULL);
+        if (r < 0)
+                return r;
+        int n = requeue_models(s, now_ms, what);
+        r = agent_state_end(s, n < 0 ? n : 0, what, NULL);
+        return r < 0 ? r : n;
+}
+
+int agent_outbox_sync(agent_state *s, uint64_t collector_acked_through, int64_t now_ms) {
+        assert(s);
+        const char *what = "syncing the outbox with the collector";
+        uint64_t c = collector_acked_through;
+        if (c > INT64_MAX)
+                return -ERANGE;
+        uint64_t acked, sent;
+        int r = agent_state_begin(s, what, NULL);
+        if (r < 0)
+                return r;
+        r = read_counters(s, &acked, &sent, what, NULL);
+        if (r >= 0 && c < acked) {
+                /* The collector forgot events it had acknowledged (its
+                 * store was reset).  It expects c + 1 next: the numbered
+                 * rows (all > acked) would leave a gap, so they are
+                 * numbered again at their next send, and the inventory is
+                 * queued again. */
+                r = agent_state_run(s, SQL_UNNUMBER, what, NULL);
+                if (r >= 0)
+                        r = write_counters(s, c, c, what, NULL);
+                /* In the same transaction: a crash or a busy DB between the
+                 * two would leave the collector without our inventory for
+                 * good (the next sync sees nothing to do). */
+                if (r >= 0)
+                        r = requeue_models(s, now_ms, what);
+                if (r >= 0)
+                        r = 1;
+        } else if (r >= 0) {
+                /* It stored up to c: a lost ack, or (c > sent) our state is
+                 * older than its memory of us.  Rows numbered up to c were
+                 * numbered for the send it stored (numbers are persisted
+                 * before sending), so they are done; numbering continues
+                 * after c. */
+                r = delete_acked(s, c, what);
+                if (r >= 0)
+                        r = write_counters(s, c, c > sent ? c : sent, what, NULL);
+        }
+        return agent_state_end(s, r, what, NULL);
 }
 
 /* ---- compaction --------------------------------------------------------- */

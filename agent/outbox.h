@@ -64,9 +64,11 @@ int agent_outbox_ack(agent_state *s, uint64_t acked_through, int64_t now_ms);
  * acked beyond what we sent (our state DB is older than the collector's
  * memory of us), numbering continues after its value so new events are not
  * mistaken for duplicates.  When it knows less than we had acked (its store
- * was reset), returns 1: the caller should queue the current inventory
- * again (agent_outbox_requeue_inventory()). */
-int agent_outbox_sync(agent_state *s, uint64_t collector_acked_through);
+ * was reset), the unacked rows are numbered again after its value and the
+ * current inventory is queued again (MODEL_ADDED for every model, observed
+ * at now_ms), in the same transaction; returns 1 then, so the caller can
+ * say so and send soon. */
+int agent_outbox_sync(agent_state *s, uint64_t collector_acked_through, int64_t now_ms);
 
 /* Queues MODEL_ADDED for every model in the models table. */
 int agent_outbox_requeue_inventory(agent_state *s, int64_t now_ms);

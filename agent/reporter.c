@@ -406,17 +406,18 @@ static bool host_id_valid(const char *s) {
 /* The collector told us where it stands: number on from there, and queue
  * the inventory again if it forgot what it had acknowledged. */
 static int reporter_sync(agent_reporter *r, uint64_t collector_acked, mp_error *err) {
-        int q = agent_outbox_sync(r->state, collector_acked);
+        int q = agent_outbox_sync(r->state, collector_acked, unix_ms());
         if (q < 0)
                 return state_error(r, q, "record the collector's acknowledged sequence", err);
         if (q == 0)
                 return 0;
         log_warning("collector %s acknowledges only up to sequence %llu, less than before (its store was reset?): "
-                    "queueing the inventory again",
+                    "the inventory is queued again",
                     r->rpc.target, (unsigned long long) collector_acked);
-        q = agent_outbox_requeue_inventory(r->state, unix_ms());
-        if (q < 0)
-                return state_error(r, q, "queue the inventory again", err);
+        /* The old numbers are gone: so is what was learnt about them. */
+        r->poison_seq = 0;
+        r->poison_count = 0;
+        r->single_until = 0;
         agent_reporter_kick(r);
         return 0;
 }
@@ -597,7 +598,11 @@ static int reporter_refused(agent_reporter *r, const flight *f, int q, mp_error 
         r->poison_seq = e->sequence;
         if (r->single_until < e->sequence)
                 r->single_until = e->sequence;
-        if (r->poison_count >= REFUSALS_BEFORE_REPLACING) {
+        /* Only INVALID_ARGUMENT is a verdict on the event itself;
+         * RESOURCE_EXHAUSTED (-E2BIG) can be a collector short of memory for
+         * a while, and the outbox never holds events over the collector's
+         * size limits, so those are retried, never replaced. */
+        if (q == -EINVAL && r->poison_count >= REFUSALS_BEFORE_REPLACING) {
                 /* Keeping it would block every later event for ever (the
                  * collector stores in sequence order). */
                 mp_error e2 = {0};
@@ -654,12 +659,15 @@ static int reporter_recv_ack(agent_reporter *r, mp_rpc_stream *s, const Modelpro
         if (q < 0)
                 return q;
         /* Short of the batch: the collector stopped at a gap in our
-         * numbering.  The heartbeat that follows a failure syncs it. */
-        if (ack->acked_through < want)
+         * numbering.  A heartbeat at once syncs it (the regular one could
+         * be a minute away). */
+        if (ack->acked_through < want) {
+                r->next_heartbeat = 0;
                 return mp_error_set(err, -EILSEQ, NULL, -1,
                                     "collector %s acknowledged through event %llu of %llu: a gap in the sequence",
                                     r->rpc.target, (unsigned long long) ack->acked_through,
                                     (unsigned long long) want);
+        }
         return 0;
 }
 

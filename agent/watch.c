@@ -429,6 +429,16 @@ static void unwatched_unlink(agent_watch *w, wdir *d) {
 /* Drops d's watch (or its place on the unwatched list).  rm_watch: also
  * tell the kernel (a moved-out or forgotten inode would keep reporting);
  * not after IN_IGNORED, when the kernel already dropped it. */
+/* A node whose path no longer leads to its directory (renamed or removed
+ * while events were lost). */
+static bool dir_is_stale(const wdir *d) {
+        _cleanup_(freep) char *path = NULL;
+        struct stat st;
+        if (entry_path(&d->e, NULL, &path) < 0 || lstat(path, &st) < 0)
+                return true;
+        return st.st_dev != d->dev || st.st_ino != d->ino;
+}
+
 static void dir_unwatch(agent_watch *w, wdir *d, bool rm_watch) {
         if (d->wd >= 0) {
                 htable_del(&w->wds, &d->by_wd);
@@ -579,6 +589,17 @@ static void dir_watch(agent_watch *w, wdir *d, int fd, const char *path) {
         if (d->wd == wd)
                 return;
         wdir *other = wd_lookup(w, wd);
+        if (other && other != d && dir_is_stale(other)) {
+                /* The same inode under its new name, seen by a recrawl after
+                 * events were lost (a rename inside an overflow): the old
+                 * node is gone and the sweep will forget it.  The watch
+                 * moves here, so that forgetting the old node does not
+                 * remove it from the kernel. */
+                htable_del(&w->wds, &other->by_wd);
+                other->wd = WD_NONE;
+                w->n_watched--;
+                other = NULL;
+        }
         if (other && other != d) {
                 /* The same inode under a second path (bind mount): its
                  * events keep going to the first; the periodic rescan

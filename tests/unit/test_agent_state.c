@@ -409,13 +409,13 @@ static void test_sync(void) {
         agent_outbox_batch_free(b);
 
         /* The collector stored what we sent but the ack was lost. */
-        CHECK_EQ(agent_outbox_sync(s, 1), 0);
+        CHECK_EQ(agent_outbox_sync(s, 1, NOW), 0);
         CHECK_EQ(pending(s), 1);
         CHECK_EQ(meta_u64(s, AGENT_META_ACKED_THROUGH), 1);
 
         /* The collector remembers more of us than this (older) state DB:
          * numbering continues after its value. */
-        CHECK_EQ(agent_outbox_sync(s, 10), 0);
+        CHECK_EQ(agent_outbox_sync(s, 10, NOW), 0);
         CHECK_EQ(pending(s), 0);
         append_event(s, MODELPROV__V1__EVENT_KIND__FINDING, "/f2");
         b = batch(s, 0, 10);
@@ -431,8 +431,7 @@ static void test_sync(void) {
         b = batch(s, 0, 10);
         check_seqs(b, 2, 12);
         agent_outbox_batch_free(b);
-        CHECK_EQ(agent_outbox_sync(s, 0), 1);
-        CHECK_EQ(agent_outbox_requeue_inventory(s, NOW + 100), 1);
+        CHECK_EQ(agent_outbox_sync(s, 0, NOW + 100), 1);     /* the inventory is queued in the same step */
         b = batch(s, 0, 10);
         check_seqs(b, 3, 1);
         CHECK_STREQ(b->events[0]->path, "/f3");

@@ -795,6 +795,8 @@ static void test_overflow(void) {
         CHECK(mkdir(bulk, 0755) == 0);
         for (int i = 0; i < 20; i++)
                 put_file(pathf("%s/old%02d", root, i), "old");
+        CHECK(mkdir(pathf("%s/a", root), 0755) == 0);
+        CHECK(mkdir(pathf("%s/a/sub", root), 0755) == 0);
         sd_event *e = event_new();
         const char *roots[] = {root, NULL};
         agent_watch *w = watch_new(e, roots, 0);
@@ -812,6 +814,8 @@ static void test_overflow(void) {
         }
         for (int i = 0; i < 10; i++)
                 CHECK(unlink(pathf("%s/old%02d", root, i)) == 0);
+        /* A directory renamed while the events are lost. */
+        CHECK(rename(pathf("%s/a", root), pathf("%s/b", root)) == 0);
 
         CHECK(run_until(e, overflow_crawled, NULL, 20000));
         wait_settled(e);
@@ -824,6 +828,16 @@ static void test_overflow(void) {
                 CHECK_EQ(count('D', pathf("%s/old%02d", root, i)), 1);
         for (int i = 10; i < 20; i++)
                 CHECK_EQ(count('D', pathf("%s/old%02d", root, i)), 0);
+
+        /* The renamed directory and its subdirectory are still watched
+         * (regression: the recrawl handed their watch to the stale node,
+         * whose sweep then removed it from the kernel). */
+        CHECK_EQ(s.watched, 4);         /* root, bulk, b, b/sub */
+        char *late = pathf("%s/b/new", root), *late_sub = pathf("%s/b/sub/new2", root);
+        put_file(late, "late");
+        put_file(late_sub, "late");
+        wait_ready(e, late);
+        wait_ready(e, late_sub);
 
         done(e, w, root);
 }
