@@ -14,6 +14,7 @@
 #include "daemon/options.h"
 #include "formats/model.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 #define OLLAMA_WALK_DEPTH 6
 
@@ -142,8 +143,7 @@ static int group_ollama(const char *watch_root, const char *path, char ***roots,
 
 /* A directory model: the nearest ancestor with config.json or an index. */
 static int group_plain(const char *watch_root, const char *path, char ***roots) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
+        const char *base = mp_base_name(path);
         mp_file_role role;
         mp_format format;
         if (!mp_classify_file_name(base, &role, &format))

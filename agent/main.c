@@ -38,6 +38,7 @@
 #include "daemon/options.h"
 #include "formats/model.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 /* Retries of a model that changed while it was read or still looks like a
  * download in progress; after the last one it is committed as it is. */
@@ -323,8 +324,7 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static const char *root_of(agent *a, const char *path) {
         const char *best = NULL;
         for (char **r = a->roots; r && *r; r++) {
-                size_t n = strlen(*r);
-                if (strncmp(path, *r, n) == 0 && (path[n] == '/' || path[n] == '\0') && (!best || n > strlen(best)))
+                if (mp_path_under(path, *r) && (!best || strlen(*r) > strlen(best)))
                         best = *r;
         }
         return best;
@@ -343,8 +343,7 @@ static void group_and_dirty(agent *a, const char *path, uint64_t delay_us) {
 
 /* Files that can never matter are "unchanged": a README, a credential. */
 static bool ignorable(const char *path) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
+        const char *base = mp_base_name(path);
         mp_file_role role;
         mp_format format;
         if (agent_path_is_secret(path))

@@ -11,6 +11,7 @@
 #include "daemon/log.h"
 #include "daemon/options.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 typedef struct root_list {
         char **paths;
@@ -120,15 +121,9 @@ int agent_roots_discover(char ***ret) {
         return 0;
 }
 
-static bool has_suffix(const char *s, const char *suffix) {
-        size_t n = strlen(s), m = strlen(suffix);
-        return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 bool agent_path_is_secret(const char *path) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
+        const char *base = mp_base_name(path);
         return strcmp(base, "token") == 0 || strcmp(base, "stored_tokens") == 0 ||
                strncmp(base, "id_ed25519", 10) == 0 || strncmp(base, "id_rsa", 6) == 0 ||
-               has_suffix(base, ".pem") || has_suffix(base, ".key");
+               mp_has_suffix(base, ".pem") || mp_has_suffix(base, ".key");
 }

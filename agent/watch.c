@@ -1567,21 +1567,13 @@ int agent_watch_set_roots(agent_watch *w, const char *const *roots, mp_error *er
         return 0;
 }
 
-/* Either path is below (or is) the other. */
-static bool paths_nested(const char *a, const char *b) {
-        size_t na = strlen(a), nb = strlen(b);
-        const char *longer = na >= nb ? a : b, *shorter = na >= nb ? b : a;
-        size_t n = na >= nb ? nb : na;
-        return strncmp(longer, shorter, n) == 0 &&
-               (longer[n] == '/' || longer[n] == '\0' || (n == 1 && shorter[0] == '/'));
-}
 
 /* A mount or unmount at or below a root (or above it, hiding or showing
  * what the root was) changes what is there without one inotify event. */
 static void on_mount_change(void *userdata, const char *mount_point, bool added) {
         agent_watch *w = userdata;
         for (size_t i = 0; i < w->n_roots; i++)
-                if (paths_nested(mount_point, w->roots[i]->path)) {
+                if (mp_path_under(mount_point, w->roots[i]->path) || mp_path_under(w->roots[i]->path, mount_point)) {
                         log_info("%s %s: rescanning the watch roots", added ? "mounted" : "unmounted", mount_point);
                         agent_watch_rescan(w);
                         return;

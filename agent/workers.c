@@ -97,43 +97,54 @@ static void lower_priority(void) {
                 log_debug("setpriority(%d) failed: %s", WORKER_NICE, strerror(errno));
 }
 
-static bool path_under(const char *path, const char *dir) {
-        size_t n = strlen(dir);
-        return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0' || (n == 1 && dir[0] == '/'));
-}
-
 /* Whether path lies under one of the watch roots as the operator named
- * them (paths from the watcher) or, with resolve, after resolving both
- * (where symlinks lead). */
-static bool under_roots(agent_workers *w, const char *path, bool resolve) {
+ * them (paths from the watcher). */
+static bool under_roots(agent_workers *w, const char *path) {
         bool inside = false;
         pthread_mutex_lock(&w->lock);
-        for (char **r = w->roots; r && *r && !inside; r++) {
-                if (!resolve) {
-                        inside = path_under(path, *r);
-                        continue;
-                }
-                _cleanup_(freep) char *real_root = realpath(*r, NULL);
-                inside = real_root && path_under(path, real_root);
-        }
+        for (char **r = w->roots; r && *r && !inside; r++)
+                inside = mp_path_under(path, *r);
         pthread_mutex_unlock(&w->lock);
         return inside;
 }
 
+/* Where the roots lead now (resolved once per job: a root may appear, or
+ * move behind a symlink, between jobs).  Roots that do not exist are left
+ * out.  NULL on ENOMEM. */
+static char **resolve_roots(agent_workers *w) {
+        pthread_mutex_lock(&w->lock);
+        size_t n = mp_strv_length(w->roots);
+        char **real = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0, k = 0; real && i < n; i++)
+                if ((real[k] = realpath(w->roots[i], NULL)))
+                        k++;
+        pthread_mutex_unlock(&w->lock);
+        return real;
+}
+
+/* Whether a resolved path may be read: inside a resolved root, and not a
+ * credential. */
+static bool may_read(char *const *real_roots, const char *real) {
+        if (agent_path_is_secret(real))
+                return false;
+        for (char *const *r = real_roots; *r; r++)
+                if (mp_path_under(real, *r))
+                        return true;
+        return false;
+}
+
 /* A symlink at link may be followed only when it resolves inside the roots
  * and not to a credential; dangling links are left to the readers. */
-static bool link_allowed(agent_workers *w, const char *link) {
+static bool link_allowed(char *const *real_roots, const char *link) {
         _cleanup_(freep) char *real = realpath(link, NULL);
-        if (!real)
-                return true;
-        return under_roots(w, real, true) && !agent_path_is_secret(real);
+        return !real || may_read(real_roots, real);
 }
 
 /* Checks every symlink below dir (bounded depth) before any reader follows
  * one: opening a model reads headers, and a parse error quoting the first
  * bytes of /root/.cache/huggingface/token must never reach a finding.
  * Returns false with *ret_link set to the first link that leads out. */
-static bool links_inside_roots(agent_workers *w, const char *dir, unsigned depth, char **ret_link) {
+static bool links_inside_roots(char *const *real_roots, const char *dir, unsigned depth, char **ret_link) {
         if (depth > LINK_CHECK_DEPTH)
                 return true;
         _cleanup_(closedirp) DIR *d = opendir(dir);
@@ -146,11 +157,11 @@ static bool links_inside_roots(agent_workers *w, const char *dir, unsigned depth
                 struct stat st;
                 if (!p || lstat(p, &st) < 0)
                         continue;
-                if (S_ISLNK(st.st_mode) && !link_allowed(w, p)) {
+                if (S_ISLNK(st.st_mode) && !link_allowed(real_roots, p)) {
                         *ret_link = TAKE_PTR(p);
                         return false;
                 }
-                if (S_ISDIR(st.st_mode) && !links_inside_roots(w, p, depth + 1, ret_link))
+                if (S_ISDIR(st.st_mode) && !links_inside_roots(real_roots, p, depth + 1, ret_link))
                         return false;
         }
         return true;
@@ -160,29 +171,29 @@ static bool links_inside_roots(agent_workers *w, const char *dir, unsigned depth
  * when it is a directory (a model dir, a hub snapshot: its links resolve
  * through blobs/, so a blob that is itself a link out is caught too), and
  * for an Ollama manifest the store's blobs/. */
-static bool model_links_inside_roots(agent_workers *w, const char *root, char **ret_link) {
+static bool model_links_inside_roots(char *const *real_roots, const char *root, char **ret_link) {
         struct stat st;
         if (lstat(root, &st) < 0)
                 return true;
         if (S_ISDIR(st.st_mode))
-                return links_inside_roots(w, root, 0, ret_link);
+                return links_inside_roots(real_roots, root, 0, ret_link);
         const char *m = strstr(root, "/manifests/");
         if (!m)
                 return true;
         _cleanup_(freep) char *store = strndup(root, (size_t) (m - root));
         _cleanup_(freep) char *blobs = store ? mp_path_join(store, "blobs") : NULL;
-        return !blobs || links_inside_roots(w, blobs, LINK_CHECK_DEPTH, ret_link);
+        return !blobs || links_inside_roots(real_roots, blobs, LINK_CHECK_DEPTH, ret_link);
 }
 
 /* After opening: every file the readers chose resolves inside the roots
  * (the check above ran before any read; this one covers what the readers
  * resolved themselves, e.g. Ollama blob names from the manifest). */
-static bool files_inside_roots(agent_workers *w, const mp_model *m, char **ret_outside) {
+static bool files_inside_roots(char *const *real_roots, const mp_model *m, char **ret_outside) {
         for (size_t i = 0; i < m->n_files; i++) {
                 _cleanup_(freep) char *real = realpath(m->files[i].path, NULL);
                 if (!real)
                         continue;       /* vanished: the pass will fail and we retry */
-                if (!under_roots(w, real, true) || agent_path_is_secret(real)) {
+                if (!may_read(real_roots, real)) {
                         *ret_outside = strdup(m->files[i].path);
                         return false;
                 }
@@ -362,21 +373,12 @@ static bool has_incomplete(const mp_model *m) {
         return false;
 }
 
-static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool force, agent_job_result *res) {
-        agent_workers *w = wk->pool;
-        struct stat st;
-        if (lstat(root, &st) < 0)
-                return remove_model(wk, root);
-        if (S_ISLNK(st.st_mode))
-                return AGENT_JOB_NOT_MODEL;     /* never followed: a link can point anywhere */
-
-        /* A root no longer watched (SIGHUP dropped it): gone from our view,
-         * not suspicious. */
-        if (!under_roots(w, root, false))
-                return remove_model(wk, root);
-
+/* The job, once its root is known to be watched; real_roots: where the
+ * roots lead, for the symlink checks. */
+static agent_job_outcome fingerprint_checked(worker *wk, const char *root, bool force, char *const *real_roots,
+                                             agent_job_result *res) {
         _cleanup_(freep) char *outside = NULL;
-        if (!model_links_inside_roots(w, root, &outside)) {
+        if (!model_links_inside_roots(real_roots, root, &outside)) {
                 record_finding(wk, outside ? outside : root, MP_FINDING_SUSPICIOUS,
                                "a link leads outside the watched roots or to credentials: the model is not read");
                 (void) remove_model(wk, root);
@@ -389,7 +391,7 @@ static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool fo
         if (r < 0)
                 return open_failed(wk, root, r, &err);
 
-        if (!files_inside_roots(w, m, &outside)) {
+        if (!files_inside_roots(real_roots, m, &outside)) {
                 record_finding(wk, outside ? outside : root, MP_FINDING_SUSPICIOUS,
                                "a file resolves outside the watched roots or to credentials: the model is not read");
                 (void) remove_model(wk, root);
@@ -414,7 +416,7 @@ static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool fo
         if (r < 0 && r != -ENOENT)
                 return AGENT_JOB_FAILED;
 
-        mp_pass_options po = {.jobs = 1, .stop = &w->stop, .rate_limit = w->rate_limit};
+        mp_pass_options po = {.jobs = 1, .stop = &wk->pool->stop, .rate_limit = wk->pool->rate_limit};
         _cleanup_(mp_fingerprint_freep) mp_fingerprint *fp = NULL;
         r = mp_fingerprint_compute_incremental(m, &po, previous, &fp, &res->bytes_read, &err);
         if (r == -ECANCELED)
@@ -453,6 +455,26 @@ static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool fo
                    res->bytes_total);
         scan_locally(wk, root, fp, fp->model_digest.data);
         return kind == AGENT_MODEL_ADDED ? AGENT_JOB_ADDED : AGENT_JOB_CHANGED;
+}
+
+static agent_job_outcome fingerprint_model(worker *wk, const char *root, bool force, agent_job_result *res) {
+        agent_workers *w = wk->pool;
+        struct stat st;
+        if (lstat(root, &st) < 0)
+                return remove_model(wk, root);
+        if (S_ISLNK(st.st_mode))
+                return AGENT_JOB_NOT_MODEL;     /* never followed: a link can point anywhere */
+
+        /* A root no longer watched (SIGHUP dropped it): gone from our view,
+         * not suspicious. */
+        if (!under_roots(w, root))
+                return remove_model(wk, root);
+        char **real_roots = resolve_roots(w);
+        if (!real_roots)
+                return AGENT_JOB_FAILED;
+        agent_job_outcome o = fingerprint_checked(wk, root, force, real_roots, res);
+        mp_strv_free(real_roots);
+        return o;
 }
 
 static void post_result(agent_workers *w, result_node *n) {

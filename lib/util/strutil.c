@@ -154,3 +154,11 @@ char *mp_utf8_sanitize(const char *src, size_t max) {
         out[o] = '\0';
         return out;
 }
+
+bool mp_path_under(const char *path, const char *dir) {
+        assert(path && dir);
+        size_t n = strlen(dir);
+        if (n == 1 && dir[0] == '/')
+                return path[0] == '/';
+        return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}

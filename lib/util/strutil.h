@@ -23,6 +23,10 @@ const char *mp_printable(char *dst, size_t size, const char *src);
 /* The last path component (after the last '/'). */
 const char *mp_base_name(const char *path);
 
+/* True if path is dir itself or lies below it, by components ("/a/bc" is
+ * not under "/a/b"); every path is under "/". */
+bool mp_path_under(const char *path, const char *dir);
+
 /* a + "/" + b without doubling a trailing slash of a; NULL on ENOMEM. */
 char *mp_path_join(const char *a, const char *b);
 

@@ -262,8 +262,18 @@ static void test_utf8_sanitize(void) {
         free(s);
 }
 
+static void test_path_under(void) {
+        CHECK(mp_path_under("/a/b", "/a/b"));
+        CHECK(mp_path_under("/a/b/c", "/a/b"));
+        CHECK(!mp_path_under("/a/bc", "/a/b"));
+        CHECK(!mp_path_under("/a", "/a/b"));
+        CHECK(mp_path_under("/x", "/"));
+        CHECK(mp_path_under("/", "/"));
+}
+
 int main(void) {
         RUN(test_error_format);
+        RUN(test_path_under);
         RUN(test_utf8_sanitize);
         RUN(test_source_bounds);
         RUN(test_dtype_conversions);

@@ -1108,14 +1108,19 @@ static void enospc_child(const char *log_path) {
         _exit(0);
 }
 
-static void test_enospc(void) {
+/* Runs child(log_path) in a forked process (namespaces must not touch the
+ * test itself) and returns its stderr, echoed here.  The child exits 0
+ * when it passed, 77 when the machine cannot do what it needs (then a
+ * SKIPPED-PART line naming what says so, and *ret_skipped is set); anything
+ * else fails the test. */
+static char *run_child(void (*child)(const char *log_path), const char *what, bool *ret_skipped) {
         char *dir = test_tmpdir();
         char *log_path = pathf("%s/stderr", dir);
         fflush(NULL);
         pid_t pid = fork();
         CHECK(pid >= 0);
         if (pid == 0)
-                enospc_child(log_path);
+                child(log_path);
         int status = 0;
         CHECK(waitpid(pid, &status, 0) == pid);
 
@@ -1123,12 +1128,23 @@ static void test_enospc(void) {
         char *log = test_read(log_path, &len);
         fwrite(log, 1, len, stderr);
         CHECK(WIFEXITED(status));
-        if (WEXITSTATUS(status) == 77) {
-                printf("SKIPPED-PART: ENOSPC: user namespaces (unshare(CLONE_NEWUSER) and "
-                       "user.max_inotify_watches) are not available here\n");
-                fprintf(stderr, "SKIPPED-PART: ENOSPC: user namespaces not available\n");
-        } else {
+        *ret_skipped = WEXITSTATUS(status) == 77;
+        if (*ret_skipped) {
+                printf("SKIPPED-PART: %s are not available here\n", what);
+                fprintf(stderr, "SKIPPED-PART: %s are not available here\n", what);
+        } else
                 CHECK_EQ(WEXITSTATUS(status), 0);
+        rm_rf(dir);
+        free(dir);
+        return log;
+}
+
+static void test_enospc(void) {
+        bool skipped;
+        char *log = run_child(enospc_child,
+                              "ENOSPC: user namespaces (unshare(CLONE_NEWUSER) and user.max_inotify_watches)",
+                              &skipped);
+        if (!skipped) {
                 /* One warning, naming the sysctl and both limits. */
                 size_t n = 0;
                 for (const char *p = log; (p = strstr(p, "watch limit reached")); p++)
@@ -1138,8 +1154,6 @@ static void test_enospc(void) {
                 CHECK(strstr(log, "user.max_inotify_watches=20"));
         }
         free(log);
-        rm_rf(dir);
-        free(dir);
         paths_free();
 }
 
@@ -1192,29 +1206,11 @@ static void mount_child(const char *log_path) {
 /* A file system mounted over a watched directory is found by the mount
  * table watch, and its files are removed again at unmount. */
 static void test_mount_over_watched_dir(void) {
-        char *dir = test_tmpdir();
-        char *log_path = pathf("%s/stderr", dir);
-        fflush(NULL);
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0)
-                mount_child(log_path);
-        int status = 0;
-        CHECK(waitpid(pid, &status, 0) == pid);
-        size_t len = 0;
-        char *log = test_read(log_path, &len);
-        fwrite(log, 1, len, stderr);
-        CHECK(WIFEXITED(status));
-        if (WEXITSTATUS(status) == 77) {
-                printf("SKIPPED-PART: mounts: mount namespaces (unshare(CLONE_NEWNS), tmpfs) are not available here\n");
-                fprintf(stderr, "SKIPPED-PART: mounts: mount namespaces not available\n");
-        } else {
-                CHECK_EQ(WEXITSTATUS(status), 0);
+        bool skipped;
+        char *log = run_child(mount_child, "mounts: mount namespaces (unshare(CLONE_NEWNS), tmpfs)", &skipped);
+        if (!skipped)
                 CHECK(strstr(log, "mounted "));
-        }
         free(log);
-        rm_rf(dir);
-        free(dir);
         paths_free();
 }
 
