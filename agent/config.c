@@ -18,13 +18,13 @@ static const mp_option options[] = {
         MP_OPTION("watch", MP_OPTION_LIST, FIELD(watch)),
         MP_OPTION("state-dir", MP_OPTION_STRING, FIELD(state_dir)),
         MP_OPTION("collector", MP_OPTION_STRING, FIELD(collector)),
-        MP_OPTION("enroll-secret-file", MP_OPTION_STRING, FIELD(enroll_secret_file)),
+        MP_OPTION_SECRET_FILE("enroll-secret-file", FIELD(enroll_secret_file), "enroll-secret"),
         MP_OPTION("ca-file", MP_OPTION_STRING, FIELD(ca_file)),
         MP_OPTION("insecure-loopback", MP_OPTION_FLAG, FIELD(insecure_loopback)),
         MP_OPTION("client-cert", MP_OPTION_STRING, FIELD(client_cert)),
-        MP_OPTION("client-key", MP_OPTION_STRING, FIELD(client_key)),
+        MP_OPTION_SECRET_FILE("client-key", FIELD(client_key), "client-key"),
         MP_OPTION("server-name", MP_OPTION_STRING, FIELD(server_name)),
-        {"settle", MP_OPTION_SECONDS_MS, FIELD(settle_ms), 0, 3600 * 1000, NULL},
+        {.name = "settle", .type = MP_OPTION_SECONDS_MS, .offset = FIELD(settle_ms), .max = 3600 * 1000},
         MP_OPTION("catalog", MP_OPTION_STRING, FIELD(catalog)),
         MP_OPTION_RANGE("workers", FIELD(workers), 1, 64, "expected a worker count"),
         MP_OPTION_RANGE("read-rate", FIELD(read_rate_mb), 0, 100000, "expected MB/s, 0 for no cap"),
@@ -48,10 +48,12 @@ void agent_config_usage(void) {
                "                             caches that exist: HF hub cache, Ollama, /models, /opt/models)\n"
                "  --state-dir DIR            state DB directory (default " AGENT_STATE_DEFAULT_DIR ")\n"
                "  --collector ADDR           HOST:PORT of modelprov-collector (default: none, local only)\n"
-               "  --enroll-secret-file F     secret to enroll with (mode 0600)\n"
+               "  --enroll-secret-file F     secret to enroll with (mode 0600; default: the systemd\n"
+               "                             credential enroll-secret, when passed)\n"
                "  --ca-file F                CA that signs the collector's certificate\n"
                "  --insecure-loopback        plaintext, only towards a loopback collector\n"
-               "  --client-cert F --client-key F   client certificate for mutual TLS\n"
+               "  --client-cert F --client-key F   client certificate for mutual TLS (key default:\n"
+               "                             the systemd credential client-key, when passed)\n"
                "  --server-name NAME         verify the collector's certificate for NAME\n"
                "  --settle SECONDS           quiet time after a file is closed (default 2)\n"
                "  --catalog FILE             reference catalog for local scans (default: the\n"
@@ -73,7 +75,7 @@ static int validate(const agent_config *c, mp_error *err) {
                         return mp_error_set(err, -EINVAL, NULL, -1, "--watch %s: expected an absolute path", *w);
         if (!c->collector) {
                 if (c->enroll_secret_file || c->ca_file || c->insecure_loopback)
-                        return mp_error_set(err, -EINVAL, NULL, -1, "collector settings given but no --collector");
+                        return mp_error_set(err, -EINVAL, NULL, -1, "collector settings (enroll secret, CA file or --insecure-loopback) given but no --collector");
                 return 0;
         }
         if (!c->enroll_secret_file)

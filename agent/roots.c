@@ -58,9 +58,9 @@ static void add_joined(root_list *l, const char *base, const char *rest) {
 }
 
 /* A cache in an account's home, only when no component below the home is a
- * symlink: the agent runs as root, and any user could otherwise point it at
- * /, /root or another user's files by making ~/.cache/huggingface/hub a
- * link. */
+ * symlink: the agent reads every file (CAP_DAC_READ_SEARCH, or root), and
+ * any user could otherwise point it at /, /root or another user's files by
+ * making ~/.cache/huggingface/hub a link. */
 static void add_home_cache(root_list *l, const char *home, const char *rest) {
         if (!home || home[0] != '/')
                 return;

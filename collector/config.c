@@ -19,11 +19,11 @@
 static const mp_option options[] = {
         MP_OPTION("listen", MP_OPTION_STRING, FIELD(listen)),
         MP_OPTION("store", MP_OPTION_STRING, FIELD(store)),
-        MP_OPTION("enroll-secret-file", MP_OPTION_STRING, FIELD(enroll_secret_file)),
-        MP_OPTION("query-token-file", MP_OPTION_STRING, FIELD(query_token_file)),
-        MP_OPTION("admin-token-file", MP_OPTION_STRING, FIELD(admin_token_file)),
+        MP_OPTION_SECRET_FILE("enroll-secret-file", FIELD(enroll_secret_file), "enroll-secret"),
+        MP_OPTION_SECRET_FILE("query-token-file", FIELD(query_token_file), "query-token"),
+        MP_OPTION_SECRET_FILE("admin-token-file", FIELD(admin_token_file), "admin-token"),
         MP_OPTION("tls-cert", MP_OPTION_STRING, FIELD(tls_cert)),
-        MP_OPTION("tls-key", MP_OPTION_STRING, FIELD(tls_key)),
+        MP_OPTION_SECRET_FILE("tls-key", FIELD(tls_key), "tls-key"),
         MP_OPTION("tls-client-ca", MP_OPTION_STRING, FIELD(tls_client_ca)),
         MP_OPTION("insecure-loopback", MP_OPTION_FLAG, FIELD(insecure_loopback)),
         MP_OPTION_RANGE("threads", FIELD(threads), 1, 256, "expected a thread count"),
@@ -57,7 +57,9 @@ void collector_config_usage(void) {
                "  --help, --version\n"
                "\n"
                "Config keys are the option names without dashes, e.g. \"listen = 0.0.0.0:7443\".\n"
-               "Secret and token files must be mode 0600.\n");
+               "Secret and token files must be mode 0600.  Under systemd, the credentials\n"
+               "enroll-secret, query-token, admin-token and tls-key (LoadCredential=) stand in\n"
+               "for the options of the same meaning that are not set.\n");
 }
 
 static int validate(const collector_config *c, mp_error *err) {

@@ -11,7 +11,7 @@
 
 #define COLLECTOR_CONFIG_DEFAULT "/etc/modelprov/collector.conf"
 #define COLLECTOR_LISTEN_DEFAULT "127.0.0.1:7443"
-#define COLLECTOR_STORE_DEFAULT "sqlite:/var/lib/modelprov/collector.db"
+#define COLLECTOR_STORE_DEFAULT "sqlite:/var/lib/modelprov-collector/collector.db"
 
 typedef struct collector_config {
         char *listen;

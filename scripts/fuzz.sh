@@ -69,9 +69,10 @@ for i, rec in enumerate(sorted(src.glob("*.fp"))):
     (out / f"blast{i}").write_bytes(b"\x07" + field(2, r))
 PY
 
-# daemon configs: the shipped example and a few shapes of keys
+# daemon configs: the shipped ones and a few shapes of keys
 mkdir -p "$work/options/seed"
-cp -f dist/agent.conf "$work/options/seed/agent.conf"
+cp -f packaging/agent.conf "$work/options/seed/agent.conf"
+cp -f packaging/collector.conf "$work/options/seed/collector.conf"
 printf '[agent]\nwatch = /a\nwatch = /b\nsettle = 0.25\nflag = yes\ncount = 7\nlog-level = debug\n' \
         > "$work/options/seed/all-types.conf"
 

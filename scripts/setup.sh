@@ -10,6 +10,8 @@ packages=(
         protobuf-c-compiler libprotobuf-c-dev
         libgrpc-dev libinih-dev libsystemd-dev python3-grpcio python3-grpc-tools
         python3 coreutils openssl
+        lintian man-db          # the package test (tests/package); the build
+                                # dependencies come from debian/control
 )
 
 missing=()

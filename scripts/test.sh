@@ -1,8 +1,9 @@
 #!/bin/bash
 # Every test, from a fresh Debian 12 machine: set up, then run the suite in a
 # normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build,
-# then a short libFuzzer run of every parser.  Ends with one line
-# "N passed, N failed".
+# a short libFuzzer run of every parser, and the package test (build the
+# .debs, lintian, install them here, run both daemons from the installed
+# units, remove and purge).  Ends with one line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -35,6 +36,16 @@ count build-asan
 
 echo "== fuzz smoke"
 if ./scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; then
+        passed=$((passed + 1))
+else
+        failed=$((failed + 1))
+        status=1
+fi
+
+echo "== packages (README \"Install on a fleet\": build, install, run, purge)"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo --preserve-env=MODELPROV_PACKAGE_CHECK"
+if $SUDO python3 tests/package/install_test.py; then
         passed=$((passed + 1))
 else
         failed=$((failed + 1))

@@ -34,14 +34,19 @@ typedef struct mp_option {
         size_t offset;                  /* of the field in the config struct */
         unsigned min, max;              /* MP_OPTION_UNSIGNED */
         const char *expect;             /* for errors: "expected seconds" */
+        const char *credential;         /* MP_OPTION_STRING holding a file name: the systemd
+                                         * credential that supplies the file when the option
+                                         * is not set (see mp_options_load) */
 } mp_option;
 
 /* Table rows: MP_OPTION("listen", MP_OPTION_STRING, offsetof(cfg, listen)),
  * MP_OPTION_RANGE("threads", offsetof(cfg, threads), 1, 256, "expected a
  * thread count"), and MP_OPTION_END last. */
-#define MP_OPTION(name, type, offset) {(name), (type), (offset), 0, 0, NULL}
-#define MP_OPTION_RANGE(name, offset, min, max, expect) {(name), MP_OPTION_UNSIGNED, (offset), (min), (max), (expect)}
-#define MP_OPTION_END {NULL, 0, 0, 0, 0, NULL}
+#define MP_OPTION(n, t, o) {.name = (n), .type = (t), .offset = (o)}
+#define MP_OPTION_RANGE(n, o, lo, hi, e) \
+        {.name = (n), .type = MP_OPTION_UNSIGNED, .offset = (o), .min = (lo), .max = (hi), .expect = (e)}
+#define MP_OPTION_SECRET_FILE(n, o, c) {.name = (n), .type = MP_OPTION_STRING, .offset = (o), .credential = (c)}
+#define MP_OPTION_END {.name = NULL}
 
 typedef enum mp_options_action {
         MP_OPTIONS_RUN,
@@ -51,7 +56,10 @@ typedef enum mp_options_action {
 
 /* Parses the config file and argv into config (already filled with
  * defaults) following table (terminated by an entry with name NULL).
- * --config, --help and --version are handled here.  Errors are sentences for
+ * --config, --help and --version are handled here.  Last, a secret-file
+ * option (MP_OPTION_SECRET_FILE) that neither the file nor the command line
+ * set becomes $CREDENTIALS_DIRECTORY/<credential> when systemd passed that
+ * credential (LoadCredential=), so secrets need not sit in readable files.  Errors are sentences for
  * the operator: -EINVAL (bad option, value or key), -ENOENT or another errno
  * when an explicitly named config file cannot be read. */
 int mp_options_load(const mp_option *table, const char *section, const char *default_config, int argc, char **argv,

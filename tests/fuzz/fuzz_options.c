@@ -28,7 +28,7 @@ static const mp_option table[] = {
         MP_OPTION("watch", MP_OPTION_LIST, offsetof(cfg, list)),
         MP_OPTION("flag", MP_OPTION_FLAG, offsetof(cfg, flag)),
         MP_OPTION_RANGE("count", offsetof(cfg, count), 1, 1000, "expected a count"),
-        {"settle", MP_OPTION_SECONDS_MS, offsetof(cfg, ms), 0, 3600000, NULL},
+        {.name = "settle", .type = MP_OPTION_SECONDS_MS, .offset = offsetof(cfg, ms), .max = 3600000},
         MP_OPTION("log-level", MP_OPTION_LOG_LEVEL, offsetof(cfg, level)),
         MP_OPTION_END,
 };

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "daemon/log.h"
 #include "daemon/options.h"
@@ -16,6 +17,8 @@ typedef struct cfg {
         unsigned count;
         unsigned settle_ms;
         int level;
+        char *secret;
+        char *key;
 } cfg;
 
 static const mp_option table[] = {
@@ -23,8 +26,10 @@ static const mp_option table[] = {
         MP_OPTION("watch", MP_OPTION_LIST, offsetof(cfg, watch)),
         MP_OPTION("flag", MP_OPTION_FLAG, offsetof(cfg, flag)),
         MP_OPTION_RANGE("count", offsetof(cfg, count), 1, 10, "expected a count"),
-        {"settle", MP_OPTION_SECONDS_MS, offsetof(cfg, settle_ms), 0, 60000, NULL},
+        {.name = "settle", .type = MP_OPTION_SECONDS_MS, .offset = offsetof(cfg, settle_ms), .max = 60000},
         MP_OPTION("log-level", MP_OPTION_LOG_LEVEL, offsetof(cfg, level)),
+        MP_OPTION_SECRET_FILE("secret-file", offsetof(cfg, secret), "enroll-secret"),
+        MP_OPTION_SECRET_FILE("key-file", offsetof(cfg, key), "tls-key"),
         MP_OPTION_END,
 };
 
@@ -95,6 +100,45 @@ static void test_errors(void) {
         CHECK_EQ(mp_options_load(table, "agent", "/nonexistent/d.conf", 3, args, &c, &action, &err), -ENOENT);
 }
 
+/* systemd's LoadCredential= hands secrets over in $CREDENTIALS_DIRECTORY:
+ * a secret option nobody set takes the credential's file, one set in the
+ * file or on the command line keeps its value, and a credential that was not
+ * passed (or is not a regular file) leaves the option unset. */
+static void test_credentials(void) {
+        char *creds = test_tmpdir();
+        free(test_write(creds, "enroll-secret", "s3cret-s3cret-s3cret\n", 21));
+        char *sub = NULL;
+        CHECK(asprintf(&sub, "%s/tls-key", creds) > 0);
+        CHECK_EQ(mkdir(sub, 0700), 0);
+        CHECK_EQ(setenv("CREDENTIALS_DIRECTORY", creds, 1), 0);
+
+        cfg c;
+        mp_error err = {0};
+        CHECK_EQ(load("[agent]\n", 0, NULL, &c, &err), 0);
+        char *want = NULL;
+        CHECK(asprintf(&want, "%s/enroll-secret", creds) > 0);
+        CHECK_STREQ(c.secret, want);
+        CHECK(c.key == NULL);
+        mp_options_free(table, &c);
+
+        char *argv[] = {"--secret-file", "/etc/explicit"};
+        CHECK_EQ(load("[agent]\nkey-file = /etc/key.pem\n", 2, argv, &c, &err), 0);
+        CHECK_STREQ(c.secret, "/etc/explicit");
+        CHECK_STREQ(c.key, "/etc/key.pem");
+        mp_options_free(table, &c);
+
+        /* A relative directory is not systemd's; ignore it. */
+        CHECK_EQ(setenv("CREDENTIALS_DIRECTORY", "relative", 1), 0);
+        CHECK_EQ(load("[agent]\n", 0, NULL, &c, &err), 0);
+        CHECK(c.secret == NULL);
+        mp_options_free(table, &c);
+
+        CHECK_EQ(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+        free(want);
+        free(sub);
+        free(creds);
+}
+
 static void test_help_version(void) {
         cfg c = {0};
         mp_error err = {0};
@@ -108,5 +152,6 @@ int main(void) {
         RUN(test_file_then_command_line);
         RUN(test_errors);
         RUN(test_help_version);
+        RUN(test_credentials);
         return 0;
 }
