@@ -4,7 +4,7 @@ machine, with checks between the steps; then remove and purge.
 
 Needs root: it installs the packages it builds into this machine (and purges
 them again at the end).  Without systemd as PID 1 (CI containers) the
-README's `systemctl` is tests/package/bin/systemctl, which starts the
+README's `systemctl` is tests/package/no-systemd/systemctl, which starts the
 installed units the way the service manager would (unit_runner.py): as their
 users, with their capabilities, credentials and $NOTIFY_SOCKET.
 
@@ -88,10 +88,12 @@ class Steps:
         if os.environ.get("MODELPROV_PACKAGE_CHECK") != "1":
             self.env["DEB_BUILD_OPTIONS"] = "nocheck"
 
+        # The README's `sudo` is a no-op for root (CI machines may lack it).
         # Real systemd runs the units itself; otherwise our stand-in does.
+        self.env["PATH"] = os.path.join(HERE, "bin") + ":" + self.env["PATH"]
         self.systemd = os.path.isdir("/run/systemd/system")
         if not self.systemd:
-            self.env["PATH"] = os.path.join(HERE, "bin") + ":" + self.env["PATH"]
+            self.env["PATH"] = os.path.join(HERE, "no-systemd") + ":" + self.env["PATH"]
         self.blocks = readme_blocks()
         if len(self.blocks) != 5:
             raise Failure(f"expected 5 sh blocks in README's install section, found {len(self.blocks)}")

@@ -3,7 +3,7 @@
 manager would, on a machine where systemd is not PID 1 (CI containers).
 
 The package test runs the README's "Install on a fleet" steps verbatim; their
-`systemctl start|stop|restart UNIT` lands here (tests/package/bin/systemctl).
+`systemctl start|stop|restart UNIT` lands here (tests/package/no-systemd/systemctl).
 What a real start does and this one copies, from the installed unit file:
 
 - Condition{PathExists,PathExistsGlob}= are checked first; a failed one skips
