@@ -26,7 +26,9 @@ static int prepare_store(const char *url, mp_error *err) {
         int r = mp_store_open(url, &s, err);
         if (r < 0)
                 return r;
-        log_info("store %s, schema version %d", url, mp_store_schema_version(s));
+        /* A PostgreSQL URL may carry a password: never into the journal. */
+        _cleanup_(freep) char *shown = mp_store_url_redacted(url);
+        log_info("store %s, schema version %d", shown ? shown : "(out of memory)", mp_store_schema_version(s));
         mp_store_close(s);
         return 0;
 }

@@ -47,6 +47,7 @@ void service_store_error(rpc_reply *reply, int r, const mp_error *e) {
                 break;
         case EBUSY:
         case EIO:
+        case EROFS:             /* a PostgreSQL standby after a failover */
         case ENOSPC:
         case EAGAIN:
                 rpc_reply_error(reply, GRPC_STATUS_UNAVAILABLE, "%s", why);

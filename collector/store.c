@@ -1,9 +1,10 @@
 /* store.c - the engine-independent half of the collector's store (see
- * store.h): picks the engine from the URL, checks every argument against
- * the limits before an engine sees it, unpacks fingerprint records once to
- * refuse bad ones and extract their pre-filter columns, makes host ids, and
- * orders ingest batches by sequence.  Keeping all of this here means a
- * second engine cannot forget a check. */
+ * store.h): picks the engine from the URL (store_sqlite.c for "sqlite:",
+ * store_postgres.c for "postgresql:" and "postgres:"), checks every
+ * argument against the limits before an engine sees it, unpacks
+ * fingerprint records once to refuse bad ones and extract their pre-filter
+ * columns, makes host ids, and orders ingest batches by sequence.  Keeping
+ * all of this here means an engine cannot forget a check. */
 #include "collector/store.h"
 
 #include <assert.h>
@@ -26,7 +27,10 @@
 
 static const mp_store_engine *const engines[] = {
         &mp_store_sqlite_engine,
+        &mp_store_postgres_engine,
 };
+
+#define SUPPORTED_URLS "sqlite:PATH or postgresql://[USER@]HOST[:PORT]/DBNAME"
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -313,26 +317,94 @@ static int open_engine(const mp_store_engine *engine, const char *location, mp_s
         return 0;
 }
 
+static bool scheme_is(const char *scheme, const char *url, size_t len) {
+        return scheme && strlen(scheme) == len && strncmp(url, scheme, len) == 0;
+}
+
 int mp_store_open(const char *url, mp_store **ret, mp_error *err) {
         assert(ret);
 
         if (!url || !url[0])
-                return mp_error_set(err, -EINVAL, NULL, -1, "no store URL given (expected sqlite:PATH)");
+                return mp_error_set(err, -EINVAL, NULL, -1, "no store URL given (expected " SUPPORTED_URLS ")");
         const char *colon = strchr(url, ':');
         if (!colon)
-                return mp_error_set(err, -EINVAL, url, -1, "store URL has no scheme (expected sqlite:PATH)");
+                return mp_error_set(err, -EINVAL, url, -1, "store URL has no scheme (expected " SUPPORTED_URLS ")");
 
         size_t scheme_len = colon - url;
         for (size_t i = 0; i < ELEMENTSOF(engines); i++)
-                if (strlen(engines[i]->scheme) == scheme_len && strncmp(url, engines[i]->scheme, scheme_len) == 0) {
+                if (scheme_is(engines[i]->scheme, url, scheme_len) || scheme_is(engines[i]->alias, url, scheme_len)) {
                         if (!colon[1])
-                                return mp_error_set(err, -EINVAL, url, -1, "store URL has an empty location");
+                                return mp_error_set(err, -EINVAL, NULL, -1, "store URL %.*s: has an empty location",
+                                                    (int) scheme_len + 1, url);
                         return open_engine(engines[i], colon + 1, ret, err);
                 }
 
+        /* Only the scheme: an unknown URL may still hold a password. */
         char scheme[64];
-        return mp_error_set(err, -EPROTONOSUPPORT, NULL, -1, "unsupported store \"%s\" (supported: sqlite:PATH)",
-                            mp_printable(scheme, sizeof(scheme), url));
+        snprintf(scheme, sizeof(scheme), "%.*s", (int) (scheme_len < 48 ? scheme_len : 48), url);
+        return mp_error_set(err, -EPROTONOSUPPORT, NULL, -1, "unsupported store scheme \"%s\" (supported: "
+                            SUPPORTED_URLS ")", mp_printable(scheme, sizeof(scheme), scheme));
+}
+
+size_t mp_store_url_secrets(const char *url, mp_store_span *spans, size_t max) {
+        assert(url && (spans || max == 0));
+        size_t n = 0;
+        const char *colon = strchr(url, ':');
+        if (!colon || strncmp(colon + 1, "//", 2) != 0)
+                return 0;       /* not SCHEME://AUTHORITY...: sqlite:PATH */
+        const char *authority = colon + 3;
+
+        /* USER:PASSWORD@ before the host, which ends at the first '/' (as
+         * libpq reads it: a '?' there is part of the password).  libpq
+         * takes the userinfo up to the first '@', a browser up to the last;
+         * the password span runs to the last, which covers both readings. */
+        size_t auth_len = strcspn(authority, "/");
+        const char *at = memrchr(authority, '@', auth_len);
+        const char *pw = at ? memchr(authority, ':', at - authority) : NULL;
+        if (pw && at > pw + 1) {
+                if (n < max)
+                        spans[n] = (mp_store_span) { pw + 1 - url, at - pw - 1 };
+                n++;
+        }
+
+        const char *query = strchr(at ? at : authority, '?');
+        for (const char *p = query; p; p = strchr(p + 1, '&')) {
+                static const char key[] = "password=";
+                if (strncmp(p + 1, key, strlen(key)) != 0)
+                        continue;
+                const char *value = p + 1 + strlen(key);
+                size_t len = strcspn(value, "&");
+                if (len == 0)
+                        continue;
+                if (n < max)
+                        spans[n] = (mp_store_span) { value - url, len };
+                n++;
+        }
+        return n;
+}
+
+char *mp_store_url_redacted(const char *url) {
+        assert(url);
+        mp_store_span spans[8];
+        size_t n = mp_store_url_secrets(url, spans, ELEMENTSOF(spans));
+        if (n > ELEMENTSOF(spans))
+                return strdup("(a URL with too many passwords to show)");
+
+        /* The spans come in URL order and do not overlap. */
+        size_t len = strlen(url);
+        char *out = malloc(len + 3 * n + 1), *o = out;
+        if (!out)
+                return NULL;
+        size_t from = 0;
+        for (size_t i = 0; i < n; i++) {
+                memcpy(o, url + from, spans[i].offset - from);
+                o += spans[i].offset - from;
+                memcpy(o, "***", 3);
+                o += 3;
+                from = spans[i].offset + spans[i].length;
+        }
+        memcpy(o, url + from, len - from + 1);
+        return out;
 }
 
 void mp_store_close(mp_store *s) {
@@ -417,6 +489,13 @@ static const char *const kind_names[_MP_STORE_EVENT_KIND_MAX] = {
 
 const char *mp_store_event_kind_name(mp_store_event_kind k) {
         return k > 0 && k < _MP_STORE_EVENT_KIND_MAX ? kind_names[k] : NULL;
+}
+
+mp_store_event_kind mp_store_event_kind_of(const char *name) {
+        for (mp_store_event_kind k = 1; name && k < _MP_STORE_EVENT_KIND_MAX; k++)
+                if (strcmp(name, kind_names[k]) == 0)
+                        return k;
+        return 0;
 }
 
 /* Unpacks the record (refusing what does not parse or names another model)
@@ -539,6 +618,25 @@ static int item_order(const void *a, const void *b) {
         if (x->ev->sequence != y->ev->sequence)
                 return x->ev->sequence < y->ev->sequence ? -1 : 1;
         return x->ev < y->ev ? -1 : x->ev > y->ev;
+}
+
+size_t mp_store_ingest_run(const mp_store_item *items, size_t n, uint64_t last, const mp_store_item **take,
+                           size_t *duplicates) {
+        assert((items && take) || n == 0);
+        assert(duplicates);
+        size_t k = 0;
+        *duplicates = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (items[i].ev->sequence <= last) {
+                        (*duplicates)++;
+                        continue;
+                }
+                if (items[i].ev->sequence != last + 1)
+                        break;
+                take[k++] = &items[i];
+                last++;
+        }
+        return k;
 }
 
 static void mp_bump_freep(mp_bump *b) {

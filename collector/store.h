@@ -2,24 +2,35 @@
  * events each host reports, the fleet inventory with its history, the
  * fingerprints behind it, and the reference catalog handed to agents.
  *
- * One interface, several engines.  mp_store_open() picks the engine from the
- * URL scheme ("sqlite:PATH" now; PostgreSQL can follow behind the same
- * functions without touching callers).  Everything that does not depend on
- * the engine lives in store.c: argument limits against hostile input, record
+ * One interface, two engines, picked by mp_store_open() from the URL
+ * scheme: SQLite (one file, nothing to set up) and PostgreSQL (for fleets:
+ * several collector instances share one database).  Same schema, same
+ * results, same errors.  Everything that does not depend on the engine
+ * lives in store.c: argument limits against hostile input, record
  * unpacking, host id generation, ordering a batch by sequence.  An engine
  * sees only validated input.
  *
  * Contract shared by every function:
  *   - returns 0 (or a count) on success, a negative errno on failure, and
- *     fills err (may be NULL) with a sentence naming the store;
+ *     fills err (may be NULL) with a sentence naming the store (never a
+ *     password);
  *   - -EINVAL: an argument violates a limit below (nothing is stored);
  *   - -EBADMSG: a fingerprint record or catalog that does not parse (nothing
- *     is stored);
+ *     is stored), or a damaged row in the store;
  *   - -ENOENT: unknown host, digest or no catalog;
- *   - -EBUSY: the store stayed locked beyond the busy timeout;
+ *   - -EBUSY: the store stayed locked beyond the busy timeout (SQLite), or
+ *     concurrent writers kept conflicting (PostgreSQL: lock timeout,
+ *     deadlocks and serialization failures retried a few times);
+ *   - -EIO: the store cannot be reached (PostgreSQL: the server is down or
+ *     the connection broke and one reconnect failed, or it broke during a
+ *     COMMIT, whose outcome is then unknown); retrying later is the answer,
+ *     safe since every write is idempotent (ingest by sequence, enrollment
+ *     by machine id, upserts), and the handle stays usable: it reconnects
+ *     on its next call;
  *   - a write either happens completely or not at all (one transaction).
  * An mp_store handle is not thread-safe: use one per thread (engines support
- * several handles and several processes on one store).
+ * several handles and several processes on one store; on PostgreSQL a
+ * handle is one connection, so handles are the connection pool).
  *
  * Times are milliseconds since the Unix epoch.  Model digests are the raw
  * 32 bytes of the record's model_digest (SHA-256). */
@@ -51,13 +62,32 @@ typedef struct mp_store mp_store;
 
 /* ---- open --------------------------------------------------------------- */
 
-/* Opens (and for SQLite creates on first use) the store named by url:
- *   "sqlite:PATH"  one SQLite file (WAL, busy timeout, schema migrations).
- * Unknown schemes: -EPROTONOSUPPORT.  A file that is not a modelprov store:
- * -EBADMSG.  A store written by a newer modelprov (newer schema): -ENOTSUP. */
+/* Opens (and creates its schema on first use) the store named by url:
+ *   "sqlite:PATH"        one SQLite file (WAL, busy timeout, schema
+ *                        migrations);
+ *   "postgresql://..."   a PostgreSQL database, given as a libpq connection
+ *   "postgres://..."     URI: postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DBNAME
+ *                        [?PARAM=VALUE&...], e.g. postgresql://modelprov@
+ *                        db.example.net/modelprov?sslmode=verify-full (a
+ *                        password is better kept in ~/.pgpass or
+ *                        PGPASSFILE than in the URL).  The database must
+ *                        exist (encoding UTF8: paths are any UTF-8); the
+ *                        schema is created in it (in the first schema of
+ *                        the search_path), which needs the right to create
+ *                        tables on first use only.
+ * Unknown schemes: -EPROTONOSUPPORT; a malformed URL: -EINVAL.  A file or
+ * database that is not a modelprov store (SQLite: another application's
+ * file or a catalog; PostgreSQL: tables but no modelprov_meta marker):
+ * -EBADMSG.  A store written by a newer modelprov (newer schema): -ENOTSUP.
+ * A PostgreSQL server that cannot be reached or refuses the login: -EIO. */
 int mp_store_open(const char *url, mp_store **ret, mp_error *err);
 void mp_store_close(mp_store *s);
 static inline void mp_store_closep(mp_store **s) { mp_store_close(*s); }
+
+/* url for a log line or a message: a PostgreSQL URL's password (after
+ * "USER:" and in a password= parameter) replaced by "***"; other URLs as
+ * they are.  malloc'd; NULL on ENOMEM. */
+char *mp_store_url_redacted(const char *url);
 
 /* The schema version of an opened store (after migrations). */
 int mp_store_schema_version(mp_store *s);
@@ -107,6 +137,8 @@ typedef enum mp_store_event_kind {
 
 /* The name of a kind ("model-added", ...), NULL when out of range. */
 const char *mp_store_event_kind_name(mp_store_event_kind k);
+/* The kind of a name, 0 when name (may be NULL) names none. */
+mp_store_event_kind mp_store_event_kind_of(const char *name);
 
 /* One event as the agent reported it.  Strings are borrowed.  Which fields
  * count depends on kind; the others must be NULL/0:
@@ -234,7 +266,8 @@ typedef struct mp_store_host {
         uint64_t model_count;           /* inventory rows still present */
 } mp_store_host;
 
-/* Every host, ordered by hostname then id. */
+/* Every host, ordered by hostname then id (text compares as bytes on every
+ * engine, whatever the database's collation). */
 int mp_store_hosts(mp_store *s, mp_store_host **ret, size_t *n, mp_error *err);
 /* One host (free with mp_store_hosts_free(h, 1)); -ENOENT when unknown. */
 int mp_store_get_host(mp_store *s, const char *host_id, mp_store_host **ret, mp_error *err);

@@ -44,6 +44,7 @@ typedef struct mp_store_item {
 
 typedef struct mp_store_engine {
         const char *scheme;             /* the URL prefix before ':' */
+        const char *alias;              /* another scheme of the same engine, or NULL */
         int (*open)(const char *location, mp_store **ret, mp_error *err);
         int (*open_another)(mp_store *s, mp_store **ret, mp_error *err);
         void (*close)(mp_store *s);
@@ -86,4 +87,23 @@ typedef struct mp_store_engine {
                            mp_error *err);
 } mp_store_engine;
 
+/* The run of a batch (items sorted by sequence) that continues a host's
+ * stream after its last stored sequence: an item at or below the sequence
+ * reached is a duplicate (a replay, or a sequence twice in the batch: the
+ * first copy wins), a gap ends the run (the agent resends from the ack).
+ * Points take[0..] (room for n) at the run's items, returns how many, and
+ * counts the duplicates before the gap in *duplicates. */
+size_t mp_store_ingest_run(const mp_store_item *items, size_t n, uint64_t last, const mp_store_item **take,
+                           size_t *duplicates);
+
 extern const mp_store_engine mp_store_sqlite_engine;
+extern const mp_store_engine mp_store_postgres_engine;
+
+/* Where a URL holds a password: the part of its userinfo after ':' and the
+ * value of each "password=" query parameter.  Fills up to max spans and
+ * returns how many there are (more than max: the caller must not trust
+ * its redaction). */
+typedef struct mp_store_span {
+        size_t offset, length;
+} mp_store_span;
+size_t mp_store_url_secrets(const char *url, mp_store_span *spans, size_t max);

@@ -719,19 +719,17 @@ static int sqlite_ingest(mp_store *s, const char *host_id, const mp_store_item *
         uint64_t last = 0;
         size_t n_stored = 0, n_dup = 0;
 
+        _cleanup_(freep) const mp_store_item **take = calloc(n ? n : 1, sizeof *take);
+        if (!take)
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+
         int r = begin(st, what, err);
         if (r < 0)
                 return r;
         r = host_last_seq(st, host_id, &last, what, err);
-        for (size_t i = 0; r >= 0 && i < n; i++) {
-                const mp_store_item *it = &items[i];
-                if (it->ev->sequence <= last) {
-                        n_dup++;
-                        continue;
-                }
-                if (it->ev->sequence != last + 1)
-                        break;          /* a gap: the agent resends from last + 1 */
-
+        size_t n_take = r < 0 ? 0 : mp_store_ingest_run(items, n, last, take, &n_dup);
+        for (size_t i = 0; r >= 0 && i < n_take; i++) {
+                const mp_store_item *it = take[i];
                 r = insert_event(st, host_id, it, what, err);
                 if (r >= 0 && it->ev->record)
                         r = insert_fingerprint(st, it, what, err);
@@ -881,13 +879,6 @@ static int sqlite_inventory(mp_store *s, const char *host_id, bool only_present,
         return 0;
 }
 
-static mp_store_event_kind kind_of(const char *name) {
-        for (mp_store_event_kind k = 1; name && k < _MP_STORE_EVENT_KIND_MAX; k++)
-                if (strcmp(name, mp_store_event_kind_name(k)) == 0)
-                        return k;
-        return 0;
-}
-
 /* NULL for SQL NULL; sets *oom when a non-NULL value could not be copied. */
 static char *column_strdup_opt(sqlite3_stmt *s, int i, bool *oom) {
         if (sqlite3_column_type(s, i) == SQLITE_NULL)
@@ -903,7 +894,7 @@ static int fill_history(sqlite_store *st, sqlite3_stmt *q, void *elem, const cha
         bool oom = false;
         *e = (mp_store_history_entry) {
                 .sequence = (uint64_t) sqlite3_column_int64(q, 1),
-                .kind = kind_of((const char *) sqlite3_column_text(q, 2)),
+                .kind = mp_store_event_kind_of((const char *) sqlite3_column_text(q, 2)),
                 .observed_at = sqlite3_column_int64(q, 3),
                 .path = column_strdup_opt(q, 4, &oom),
                 .finding_kind = column_strdup_opt(q, 6, &oom),

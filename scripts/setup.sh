@@ -8,7 +8,8 @@ packages=(
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
         libssl-dev libxxhash-dev libjansson-dev libsqlite3-dev sqlite3
         protobuf-c-compiler libprotobuf-c-dev
-        libgrpc-dev libinih-dev libsystemd-dev python3-grpcio python3-grpc-tools
+        libgrpc-dev libinih-dev libsystemd-dev libpq-dev python3-grpcio python3-grpc-tools
+        postgresql python3-psycopg2     # the collector suite on PostgreSQL (tests/postgres)
         python3 coreutils openssl
         lintian man-db          # the package test (tests/package); the build
                                 # dependencies come from debian/control

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Every test, from a fresh Debian 12 machine: set up, then run the suite in a
-# normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build,
+# normal build, the collector's tests again on PostgreSQL, the suite in an
+# AddressSanitizer + UndefinedBehaviorSanitizer build,
 # a short libFuzzer run of every parser, and the package test (build the
 # .debs, lintian, install them here, run both daemons from the installed
 # units, remove and purge).  Ends with one line "N passed, N failed".
@@ -14,8 +15,8 @@ werror=false
 
 passed=0
 failed=0
-count() {       # count LOGDIR: add meson's results to the totals
-        local log=$1/meson-logs/testlog.json
+count() {       # count LOGDIR [SETUP]: add meson's results to the totals
+        local log=$1/meson-logs/testlog${2:+-$2}.json
         [ -f "$log" ] || return 0
         passed=$((passed + $(grep -c '"result": "OK"' "$log" || true)))
         failed=$((failed + $(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$log" || true)))
@@ -25,6 +26,10 @@ status=0
 echo "== normal build"
 meson test -C build --print-errorlogs --num-processes 2 || status=1
 count build
+
+echo "== the collector's tests on PostgreSQL (a private server per test program)"
+meson test -C build --setup postgres --suite collector --print-errorlogs --num-processes 2 || status=1
+count build postgres
 
 echo "== sanitizer build (ASan + UBSan, halt on error)"
 if [ ! -d build-asan ]; then

@@ -31,7 +31,6 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -277,7 +276,7 @@ def main():
         ch.close()
         print(f"collector_load: {args.agents} agents in {procs} processes, batches of {args.batch} "
               f"MODEL_ADDED events with fingerprints from {source} (avg record {avg_rec / 1024:.1f} KiB), "
-              f"SQLite store, {os.cpu_count()} CPUs", flush=True)
+              f"{collector.store_url.split(':')[0]} store, {os.cpu_count()} CPUs", flush=True)
 
         hb, _, hb_err, hb_ccpu, hb_gcpu = run_phase(ctx, "heartbeat", collector, creds, procs, record_files,
                                                     args.batch, 1.0, args.ref_seconds, args.agents_per_connection)
@@ -285,11 +284,12 @@ def main():
                                                     args.batch, args.warmup, args.seconds, args.agents_per_connection)
         hb_win, win = args.ref_seconds, args.seconds
         rc = collector.stop()
-        with sqlite3.connect(f"file:{collector.store_path}?mode=ro", uri=True) as db:
+        with collector.db() as db:
             rows = db.execute("SELECT count(*) FROM events").fetchone()[0]
             inv = db.execute("SELECT count(*) FROM inventory").fetchone()[0]
             fps = db.execute("SELECT count(*) FROM fingerprints").fetchone()[0]
-        size = os.path.getsize(collector.store_path)
+        store = collector.store_url
+        size = f"{os.path.getsize(store[len('sqlite:'):]) / 1e6:.0f} MB" if store.startswith("sqlite:") else store
 
         rate, hb_rate = ing / win, hb / hb_win
         print(f"reference: Heartbeat RPC (authenticated, one small store write) {hb_rate:,.0f}/s over {hb_win:.0f} s; "
@@ -301,7 +301,7 @@ def main():
               f"row and a parsed fingerprint; each heartbeat one small write)")
         print(f"target >= 2,000 reports/s on SQLite: {'met' if rate >= 2000 else 'NOT met'} ({rate:,.0f}/s)")
         print(f"store: {rows:,} event rows = {acked:,} acknowledged events: {'yes' if rows == acked else 'NO'}; "
-              f"{inv:,} inventory rows, {fps} fingerprints, {size / 1e6:.0f} MB; collector exit status {rc}")
+              f"{inv:,} inventory rows, {fps} fingerprints, {size}; collector exit status {rc}")
         for what, errs in (("heartbeat", hb_err), ("ingest", ing_err)):
             if errs:
                 print(f"{what} errors ({len(errs)}): {sorted(set(errs))[:5]}")

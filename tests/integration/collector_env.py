@@ -6,7 +6,11 @@ Python client generated from proto/ at run time.
     temporary directory (generated code is never committed) and imports it;
   - Collector: secret files (mode 0600), optional self-signed TLS, start,
     SIGTERM / SIGKILL, restart on the same port and store, the `listening on
-    ADDR` line of its stderr, channels, the SQLite store opened read-only;
+    ADDR` line of its stderr, channels, the store opened for reading;
+  - test_store_url(): the store a test's collector uses: SQLite in the
+    test's directory, or under `meson test --setup postgres`
+    (MODELPROV_TEST_STORE=postgresql) a fresh database on the test's own
+    PostgreSQL server (tests/postgres/pg_server.py, MODELPROV_TEST_PG);
   - Agent: enroll, heartbeat and a lock-step Report stream (one batch, one
     ack) with the credentials of one simulated host;
   - fingerprint records (`modelprov fingerprint -o`), generated models
@@ -31,6 +35,7 @@ import tempfile
 import time
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+POSTGRES = os.environ.get("MODELPROV_TEST_STORE") == "postgresql"
 
 try:
     import grpc
@@ -179,6 +184,65 @@ class DaemonProcess:
         return self
 
 
+def pg_admin():
+    conninfo = os.environ.get("MODELPROV_TEST_PG")
+    if not conninfo:
+        raise RuntimeError("MODELPROV_TEST_STORE=postgresql but MODELPROV_TEST_PG is not set: run the tests "
+                           "with `meson test --setup postgres` (tests/postgres/pg_server.py starts the server)")
+    import psycopg2
+    conn = psycopg2.connect(conninfo)
+    conn.autocommit = True
+    return conn, dict(kv.split("=", 1) for kv in conninfo.split())
+
+
+def test_store_url(workdir, name="collector"):
+    """The store URL for a collector whose files live in workdir: the same
+    workdir and name give the same store (a restarted collector finds its
+    data), a different one a fresh, empty store."""
+    if not POSTGRES:
+        return "sqlite:" + os.path.join(workdir, name + ".db")
+    db = "t_" + hashlib.sha256(f"{os.path.realpath(workdir)}/{name}".encode()).hexdigest()[:24]
+    conn, info = pg_admin()
+    # Not `with conn`: psycopg2 opens a transaction there even in autocommit
+    # mode, and CREATE DATABASE refuses to run inside one.
+    try:
+        with conn.cursor() as c:
+            c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+            if not c.fetchone():
+                c.execute(f"CREATE DATABASE {db}")
+    finally:
+        conn.close()
+    return f"postgresql://{info['user']}@{info['host']}:{info['port']}/{db}"
+
+
+class StoreReader:
+    """Read-only SQL on a collector's store, either engine, with sqlite3's
+    `?` placeholders: `with StoreReader(url) as db: db.execute(...).fetchone()`."""
+
+    def __init__(self, url):
+        self.url = url
+        if url.startswith("sqlite:"):
+            self.conn = sqlite3.connect(f"file:{url[len('sqlite:'):]}?mode=ro", uri=True, timeout=10)
+        else:
+            import psycopg2
+            self.conn = psycopg2.connect(url)
+            self.conn.set_session(readonly=True, autocommit=True)
+
+    def execute(self, sql, params=()):
+        if isinstance(self.conn, sqlite3.Connection):
+            return self.conn.execute(sql, params)
+        cur = self.conn.cursor()
+        # psycopg2's placeholders are %s, and a literal % is %% then.
+        cur.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        return cur
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
 class Collector(DaemonProcess):
     """One collector on 127.0.0.1 with its own store and secrets in workdir.
     start() again after kill() or stop() reuses the store and the port."""
@@ -188,7 +252,7 @@ class Collector(DaemonProcess):
     def __init__(self, workdir, tls=False, admin=True, threads=None, extra_args=()):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
-        self.store_path = os.path.join(workdir, "collector.db")
+        self.store_url = test_store_url(workdir)
         self.enroll_secret = "enroll-" + secrets.token_hex(16)
         self.query_token = "query-" + secrets.token_hex(16)
         self.admin_token = "admin-" + secrets.token_hex(16) if admin else None
@@ -216,7 +280,7 @@ class Collector(DaemonProcess):
 
     def argv(self, listen):
         a = [COLLECTOR_BIN, "--config", self.config_file, "--listen", listen,
-             "--store", "sqlite:" + self.store_path,
+             "--store", self.store_url,
              "--enroll-secret-file", self.enroll_file, "--query-token-file", self.query_file]
         if self.admin_file:
             a += ["--admin-token-file", self.admin_file]
@@ -282,8 +346,8 @@ class Collector(DaemonProcess):
     # -- the store, read directly
 
     def db(self):
-        """The SQLite store, read-only (the collector may be running)."""
-        return sqlite3.connect(f"file:{self.store_path}?mode=ro", uri=True, timeout=10)
+        """The store, read-only (the collector may be running)."""
+        return StoreReader(self.store_url)
 
     def counts(self):
         """Row counts of the store's tables and each host's last sequence:

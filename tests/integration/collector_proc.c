@@ -32,8 +32,55 @@ static void write_secret(const char *dir, const char *name, const char *value) {
         close(fd);
 }
 
+/* A fresh database on the server of MODELPROV_TEST_PG (a libpq conninfo
+ * "host=H port=P user=U dbname=D"), created with psql; returns its URL. */
+static char *postgres_store(void) {
+        static unsigned counter;
+        const char *conninfo = getenv("MODELPROV_TEST_PG");
+        if (!conninfo) {
+                fprintf(stderr, "MODELPROV_TEST_STORE=postgresql but MODELPROV_TEST_PG is not set: run with "
+                                "`meson test --setup postgres` (tests/postgres/pg_server.py)\n");
+                CHECK(conninfo);
+        }
+        char host[256] = "", user[256] = "";
+        int port = 0;
+        for (const char *p = conninfo; *p;) {
+                (void) (sscanf(p, "host=%255[^ ]", host) == 1 || sscanf(p, "user=%255[^ ]", user) == 1 ||
+                        sscanf(p, "port=%d", &port) == 1);
+                p += strcspn(p, " ");
+                p += strspn(p, " ");
+        }
+        CHECK(host[0] && user[0] && port > 0);
+
+        /* The server is this test program's own (pg_server.py): the pid and
+         * a counter name a database nobody else uses. */
+        char db[64];
+        snprintf(db, sizeof(db), "c_%d_%u", (int) getpid(), counter++);
+
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                char sql[192];
+                snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+                execlp("psql", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo, (char *) NULL);
+                _exit(127);
+        }
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        char *url = NULL;
+        CHECK(asprintf(&url, "postgresql://%s@%s:%d/%s", user, host, port, db) > 0);
+        return url;
+}
+
 void test_collector_init(test_collector *c) {
         *c = (test_collector) { .dir = test_tmpdir(), .pid = -1 };
+        const char *engine = getenv("MODELPROV_TEST_STORE");
+        if (engine && strcmp(engine, "postgresql") == 0)
+                c->store = postgres_store();
+        else
+                CHECK(asprintf(&c->store, "sqlite:%s/collector.db", c->dir) > 0);
         write_secret(c->dir, "enroll.secret", TEST_ENROLL_SECRET);
         write_secret(c->dir, "query.token", TEST_QUERY_TOKEN);
         write_secret(c->dir, "admin.token", TEST_ADMIN_TOKEN);
@@ -47,10 +94,9 @@ void test_collector_start(test_collector *c, int port) {
         CHECK(c->pid < 0);
         char listen[64];
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-        _cleanup_(freep) char *store = NULL, *enroll = test_path(c->dir, "enroll.secret"),
+        _cleanup_(freep) char *enroll = test_path(c->dir, "enroll.secret"),
                               *query = test_path(c->dir, "query.token"), *admin = test_path(c->dir, "admin.token"),
                               *conf = test_path(c->dir, "collector.conf");
-        CHECK(asprintf(&store, "sqlite:%s/collector.db", c->dir) > 0);
 
         int log_fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         CHECK(log_fd >= 0);
@@ -62,7 +108,7 @@ void test_collector_start(test_collector *c, int port) {
         if (c->pid == 0) {
                 if (dup2(log_fd, 2) < 0 || dup2(log_fd, 1) < 0)
                         _exit(127);
-                execl(bin, bin, "--config", conf, "--listen", listen, "--store", store, "--enroll-secret-file",
+                execl(bin, bin, "--config", conf, "--listen", listen, "--store", c->store, "--enroll-secret-file",
                       enroll, "--query-token-file", query, "--admin-token-file", admin, "--insecure-loopback",
                       "--threads", "4", (char *) NULL);
                 _exit(127);
@@ -98,7 +144,8 @@ void test_collector_done(test_collector *c) {
                 (void) test_collector_stop(c, SIGKILL);
         free(c->log);
         free(c->dir);
-        c->log = c->dir = NULL;
+        free(c->store);
+        c->log = c->dir = c->store = NULL;
 }
 
 int test_free_port(void) {

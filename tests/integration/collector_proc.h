@@ -1,5 +1,7 @@
 /* collector_proc.h - a real modelprov-collector ($MODELPROV_COLLECTOR_BIN)
- * for C integration tests: plaintext on loopback, SQLite store, secrets in
+ * for C integration tests: plaintext on loopback, a SQLite store (or, under
+ * `meson test --setup postgres`, a fresh database on the test's PostgreSQL
+ * server, see tests/postgres/pg_server.py), secrets in
  * a temporary directory, started and killed as a child process.  The store
  * and the log stay in the directory across restarts, so a test can kill
  * the collector (SIGKILL) and start it again on the same port and store. */
@@ -17,6 +19,7 @@
 
 typedef struct test_collector {
         char *dir;              /* secrets, config, store, log */
+        char *store;            /* the --store URL */
         char *log;
         pid_t pid;              /* -1: not running */
         int port;

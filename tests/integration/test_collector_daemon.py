@@ -10,6 +10,8 @@ import tempfile
 import time
 import unittest
 
+from collector_env import POSTGRES, StoreReader, test_store_url
+
 COLLECTOR = os.environ.get("MODELPROV_COLLECTOR_BIN", "build/collector/modelprov-collector")
 
 
@@ -27,7 +29,7 @@ class CollectorDaemon(unittest.TestCase):
         self.query = os.path.join(self.dir, "query")
         write_secret(self.enroll, "enroll-secret-0123456789")
         write_secret(self.query, "query-token-0123456789ab")
-        self.store = "sqlite:" + os.path.join(self.dir, "store.db")
+        self.store = test_store_url(self.dir, "store")
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -173,21 +175,38 @@ class CollectorDaemon(unittest.TestCase):
     def test_store_is_created_and_reused(self):
         p, _, _ = self.start(self.base_args() + ["--insecure-loopback"])
         self.stop(p)
-        path = self.store[len("sqlite:"):]
-        self.assertTrue(os.path.exists(path))
-        with open(path, "rb") as f:
-            self.assertEqual(f.read(16), b"SQLite format 3\x00")
+        if POSTGRES:
+            with StoreReader(self.store) as db:
+                self.assertGreater(db.execute("SELECT count(*) FROM modelprov_meta").fetchone()[0], 0)
+        else:
+            path = self.store[len("sqlite:"):]
+            self.assertTrue(os.path.exists(path))
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(16), b"SQLite format 3\x00")
         p, _, _ = self.start(self.base_args() + ["--insecure-loopback"])
         self.stop(p)
+        args = self.base_args() + ["--insecure-loopback"]
+        if POSTGRES:
+            # A database holding someone else's tables is refused, not migrated.
+            foreign = test_store_url(self.dir, "foreign")
+            import psycopg2
+            c = psycopg2.connect(foreign)
+            with c, c.cursor() as cur:
+                cur.execute("CREATE TABLE accounts (id integer)")
+            c.close()
+            args[args.index(self.store)] = foreign
+            self.run_refused(args, r"not a modelprov store")
+            with StoreReader(foreign) as db:
+                self.assertEqual(db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+                                 .fetchone()[0], 1)
+            return
         # A file that is not a store is refused, not overwritten.
         with open(os.path.join(self.dir, "junk.db"), "wb") as f:
             f.write(b"not a database at all" * 100)
-        args = self.base_args() + ["--insecure-loopback"]
         args[args.index(self.store)] = "sqlite:" + os.path.join(self.dir, "junk.db")
         self.run_refused(args, r"junk\.db")
         with open(os.path.join(self.dir, "junk.db"), "rb") as f:
             self.assertEqual(f.read(21), b"not a database at all")
-
 
 if __name__ == "__main__":
     unittest.main()

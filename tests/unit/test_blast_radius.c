@@ -1,5 +1,7 @@
 /* test_blast_radius.c - blast radius (collector/blast_radius.h) on a real
- * SQLite store in a temporary directory, with real fingerprints:
+ * store (store_fixture.h: a SQLite file in a temporary directory, or a
+ * fresh PostgreSQL database under `meson test --setup postgres`), with real
+ * fingerprints:
  *   - models generated here (always): exact, partial (also renamed, of
  *     another width) and lineage copies, unrelated models kept out of the
  *     candidates, removed rows, thresholds, threads, every target kind and
@@ -13,7 +15,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <time.h>
 
 #include "catalog/catalog.h"
@@ -639,17 +640,6 @@ static void test_targets(void) {
 
 /* ---- hostile and damaged records ---------------------------------------- */
 
-static void exec_sql(const char *path, const char *sql) {
-        sqlite3 *db = NULL;
-        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-        sqlite3_busy_timeout(db, 10000);
-        char *msg = NULL;
-        if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-                fprintf(stderr, "%s: %s\n", sql, msg);
-        CHECK(msg == NULL);
-        sqlite3_close(db);
-}
-
 static void test_hostile_records(void) {
         gen_fleet f;
         gen_fleet_build(&f);
@@ -710,14 +700,15 @@ static void test_hostile_records(void) {
                 mp_fingerprint_free(fp);
         }
 
-        /* And one stored record damaged in the file itself: it no longer
+        /* And one stored record damaged in the store itself: it no longer
          * unpacks. */
-        char sql[256];
-        char hex[65];
-        for (size_t i = 0; i < 32; i++)
-                snprintf(hex + 2 * i, 3, "%02x", f.m[M_TUNED].digest[i]);
-        snprintf(sql, sizeof(sql), "UPDATE fingerprints SET record = x'0affffffff0f01' WHERE digest = x'%s'", hex);
-        exec_sql(f.path, sql);
+        static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
+        char *jl = store_blob_sql(junk, sizeof(junk)), *dl = store_blob_sql(f.m[M_TUNED].digest, 32), *sql = NULL;
+        CHECK(asprintf(&sql, "UPDATE fingerprints SET record = %s WHERE digest = %s", jl, dl) > 0);
+        store_sql_exec(f.path, sql);
+        free(sql);
+        free(jl);
+        free(dl);
 
         mp_blast_target *t = target_digest(f.s, f.m[M_BASE].digest);
         result res = blast(f.s, t, NULL);

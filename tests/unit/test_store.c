@@ -1,14 +1,20 @@
-/* test_store.c - the collector's store (collector/store.h) on its SQLite
- * engine, with real files: schema creation, reopen and refusals; enrollment
- * and key rotation; idempotent ordered ingest under replays, overlaps and
- * gaps; crash safety under SIGKILL; inventory history; locations,
- * fingerprints and the pre-filter on zoo records; hostile input; two
- * processes writing at once; catalog distribution; an ingest rate (printed,
- * not asserted). */
+/* test_store.c - the collector's store (collector/store.h) on the engine
+ * the test setup picks (store_fixture.h: SQLite files by default, fresh
+ * PostgreSQL databases under `meson test --setup postgres`): schema
+ * creation, reopen and refusals (each engine's own: foreign files or
+ * databases, newer schemas, unreachable servers without a password in the
+ * message); enrollment and key rotation; idempotent ordered ingest under
+ * replays, overlaps and gaps; crash safety under SIGKILL; inventory
+ * history; locations, fingerprints and the pre-filter on zoo records;
+ * re-indexing old rows; hostile input; two processes writing at once; two
+ * handles ingesting the same host's overlapping batches from two threads
+ * (instances behind a load balancer); a connection killed under a handle;
+ * catalog distribution; an ingest rate (printed, not asserted). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -111,18 +117,9 @@ static uint64_t ingest(mp_store *s, const char *host, const mp_store_event *ev, 
         return acked;
 }
 
-/* One integer straight from the file, bypassing the store. */
+/* One integer straight from the store, bypassing it. */
 static int64_t sql_int(const char *path, const char *sql) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *q = NULL;
-        CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-        sqlite3_busy_timeout(db, 10000);
-        CHECK(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK);
-        CHECK(sqlite3_step(q) == SQLITE_ROW);
-        int64_t v = sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
-        sqlite3_close(db);
-        return v;
+        return store_sql_int(path, sql);
 }
 
 static uint64_t host_last_seq(mp_store *s, const char *id) {
@@ -159,10 +156,23 @@ static void test_open_reopen(void) {
         CHECK_EQ(mp_store_schema_version(s), 2);
         mp_store_close(s);
 
-        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
-        CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
-        CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events', 'inventory',"
-                               " 'fingerprints', 'catalog')"), 5);
+        if (store_is_postgres()) {
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta WHERE key = 'application'"
+                                       " AND value = 'modelprov-collector'"), 1);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 2);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND"
+                                       " tablename IN ('hosts', 'events', 'inventory', 'fingerprints', 'catalog',"
+                                       " 'tensor_keys')"), 6);
+                /* The same indexes as on SQLite. */
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND"
+                                       " indexname IN ('fingerprints_arch', 'fingerprints_family', 'events_path',"
+                                       " 'inventory_digest', 'fingerprints_hidden', 'fingerprints_unindexed')"), 6);
+        } else {
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+                CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events',"
+                                       " 'inventory', 'fingerprints', 'catalog')"), 5);
+        }
 
         /* Reopening keeps what was stored and does not migrate again. */
         s = open_store(path);
@@ -177,24 +187,26 @@ static void test_open_reopen(void) {
         CHECK_EQ(n, 1);
         CHECK_STREQ(h[0].id, id);
         mp_store_hosts_free(h, n);
-
-        /* WAL: journal_mode is persistent in the file. */
-        sqlite3 *db;
-        sqlite3_stmt *q;
-        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-        CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK);
-        CHECK(sqlite3_step(q) == SQLITE_ROW);
-        CHECK_STREQ((const char *) sqlite3_column_text(q, 0), "wal");
-        sqlite3_finalize(q);
-        sqlite3_close(db);
         mp_store_close(s);
+
+        if (!store_is_postgres()) {
+                /* WAL: journal_mode is persistent in the file. */
+                sqlite3 *db;
+                sqlite3_stmt *q;
+                CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+                CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK);
+                CHECK(sqlite3_step(q) == SQLITE_ROW);
+                CHECK_STREQ((const char *) sqlite3_column_text(q, 0), "wal");
+                sqlite3_finalize(q);
+                sqlite3_close(db);
+        }
 
         free(path);
         free(dir);
 }
 
-static void test_refusals(void) {
-        char *dir = test_tmpdir();
+/* The SQLite engine's refusals, on files. */
+static void refusals_sqlite(const char *dir) {
         mp_error err;
         char *url = NULL;
 
@@ -246,21 +258,145 @@ static void test_refusals(void) {
         CHECK(strstr(err.reason, "catalog"));
         free(url);
 
-        /* A directory, unknown schemes, no scheme, empty location. */
+        /* A directory. */
         CHECK(asprintf(&url, "sqlite:%s", dir) > 0);
         CHECK(open_store_err(url, &err) < 0);
         CHECK(strstr(err.reason, "not a modelprov store"));
         free(url);
-        CHECK_EQ(open_store_err("postgresql://db.example/modelprov", &err), -EPROTONOSUPPORT);
-        CHECK(strstr(err.reason, "unsupported store"));
-        CHECK_EQ(open_store_err("/var/lib/store.db", &err), -EINVAL);
-        CHECK_EQ(open_store_err("sqlite:", &err), -EINVAL);
-        CHECK_EQ(open_store_err("", &err), -EINVAL);
 
         free(newer);
         free(text);
         free(foreign);
         free(cat_path);
+}
+
+/* The PostgreSQL engine's refusals, on databases of the test server. */
+static void refusals_postgres(const char *dir) {
+        mp_error err;
+
+        /* A store written by a newer modelprov. */
+        char *newer = test_path(dir, "newer");
+        mp_store_close(open_store(newer));
+        store_sql_exec(newer, "UPDATE modelprov_meta SET value = '7' WHERE key = 'schema_version'");
+        char *url = store_url(newer);
+        CHECK_EQ(open_store_err(url, &err), -ENOTSUP);
+        CHECK(strstr(err.reason, "newer"));
+        CHECK(strstr(err.file, "postgresql://"));
+        free(url);
+        /* ... and a damaged version. */
+        store_sql_exec(newer, "UPDATE modelprov_meta SET value = 'two' WHERE key = 'schema_version'");
+        url = store_url(newer);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "version"));
+        free(url);
+
+        /* Another application's database: refused and left untouched. */
+        char *foreign = test_path(dir, "foreign");
+        store_sql_exec(foreign, "CREATE TABLE t (x integer); INSERT INTO t VALUES (1)");
+        url = store_url(foreign);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "another application"));
+        CHECK_EQ(sql_int(foreign, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"), 1);
+        CHECK_EQ(sql_int(foreign, "SELECT count(*) FROM t"), 1);
+        free(url);
+
+        /* A modelprov_meta that is not ours. */
+        char *other = test_path(dir, "other");
+        store_sql_exec(other, "CREATE TABLE modelprov_meta (key text PRIMARY KEY, value text NOT NULL);"
+                              " INSERT INTO modelprov_meta VALUES ('application', 'modelprov-catalog'),"
+                              " ('schema_version', '1')");
+        url = store_url(other);
+        CHECK_EQ(open_store_err(url, &err), -EBADMSG);
+        CHECK(strstr(err.reason, "not a modelprov store"));
+        free(url);
+
+        /* A database that does not exist. */
+        char *base = store_url(newer);
+        char *slash = strrchr(base, '/');
+        CHECK(slash);
+        *slash = 0;
+        CHECK(asprintf(&url, "%s/mp_no_such_database", base) > 0);
+        CHECK_EQ(open_store_err(url, &err), -EIO);
+        CHECK(strstr(err.reason, "mp_no_such_database"));
+        free(url);
+        free(base);
+
+        free(newer);
+        free(foreign);
+        free(other);
+}
+
+/* Does err show secret anywhere? */
+static bool shows(const mp_error *err, const char *secret) {
+        return strstr(err->reason, secret) || strstr(err->file, secret);
+}
+
+/* PostgreSQL URLs that fail before any server answers: run on every
+ * setup, no server needed. */
+static void refusals_postgres_urls(void) {
+        mp_error err;
+        /* Nothing listens on port 1: refused at once.  Both schemes. */
+        static const char *const unreachable[] = {
+                "postgresql://alice:pw-Secret-42@127.0.0.1:1/fleet",
+                "postgres://alice:pw-Secret-42@127.0.0.1:1/fleet?sslmode=disable",
+                "postgresql://alice@127.0.0.1:1/fleet?password=pw-Secret-42",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(unreachable); i++) {
+                CHECK_EQ(open_store_err(unreachable[i], &err), -EIO);
+                fprintf(stderr, "   %s: %s\n", err.file, err.reason);
+                CHECK(strstr(err.reason, "cannot connect"));
+                CHECK(strstr(err.file, "127.0.0.1") && strstr(err.file, "fleet") && strstr(err.file, ":1/"));
+                CHECK(!shows(&err, "pw-Secret-42"));
+        }
+
+        /* URLs libpq cannot parse: its messages echo them, the password
+         * scrubbed out. */
+        static const char *const malformed[] = {
+                "postgresql://alice:pw-Secret-42@[::1/fleet",
+                "postgresql://alice:pw-Secret-42@127.0.0.1:notaport/fleet",
+                "postgresql://alice:pw%zzSecret-42@127.0.0.1/fleet",
+                "postgresql://127.0.0.1/fleet?password=pw-Secret-42&bogus=1",
+                "postgresql://alice:pw?Secret-42@127.0.0.1/fleet?bogus",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(malformed); i++) {
+                int r = open_store_err(malformed[i], &err);
+                fprintf(stderr, "   %s: %s\n", err.file, err.reason);
+                CHECK(r == -EINVAL || r == -EIO);
+                CHECK(!shows(&err, "Secret-42"));
+        }
+        CHECK_EQ(open_store_err("postgresql:fleet", &err), -EINVAL);
+        CHECK(strstr(err.reason, "postgresql://"));
+
+        /* The redacted form for logs. */
+        char *red = mp_store_url_redacted("postgresql://alice:pw-Secret-42@db:5432/fleet?password=x&sslmode=require");
+        CHECK_STREQ(red, "postgresql://alice:***@db:5432/fleet?password=***&sslmode=require");
+        free(red);
+        red = mp_store_url_redacted("sqlite:/var/lib/modelprov/store.db");
+        CHECK_STREQ(red, "sqlite:/var/lib/modelprov/store.db");
+        free(red);
+}
+
+static void test_refusals(void) {
+        char *dir = test_tmpdir();
+        mp_error err;
+
+        if (store_is_postgres())
+                refusals_postgres(dir);
+        else
+                refusals_sqlite(dir);
+        refusals_postgres_urls();
+
+        /* Unknown schemes (the message shows the scheme only: the rest may
+         * hold a password), no scheme, empty location. */
+        CHECK_EQ(open_store_err("mysql://root:hunter2-pw@db.example/modelprov", &err), -EPROTONOSUPPORT);
+        CHECK(strstr(err.reason, "unsupported store"));
+        CHECK(strstr(err.reason, "mysql"));
+        CHECK(!shows(&err, "hunter2-pw"));
+        CHECK_EQ(open_store_err("/var/lib/store.db", &err), -EINVAL);
+        CHECK_EQ(open_store_err("sqlite:", &err), -EINVAL);
+        CHECK_EQ(open_store_err("postgresql:", &err), -EINVAL);
+        CHECK_EQ(open_store_err("", &err), -EINVAL);
+
         free(dir);
 }
 
@@ -628,6 +764,29 @@ static int stop_cb(const mp_store_fingerprint_info *info, void *userdata) {
         return 1;
 }
 
+/* A callback that queries the store it is called from (allowed: reads). */
+struct nested {
+        mp_store *s;
+        size_t calls, locations;
+};
+
+static int nested_cb(const mp_store_fingerprint_info *info, void *userdata) {
+        struct nested *q = userdata;
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_locations(q->s, info->digest, &l, &n, NULL) == 0);
+        mp_store_locations_free(l, n);
+        uint8_t *rec = NULL;
+        size_t len = 0;
+        CHECK(mp_store_fingerprint(q->s, info->digest, &rec, &len, NULL) == 0);
+        CHECK_EQ(len, info->record_len);
+        CHECK(memcmp(rec, info->record, len) == 0);
+        free(rec);
+        q->calls++;
+        q->locations += n;
+        return 0;
+}
+
 static size_t count_fingerprints(mp_store *s, const mp_store_fingerprint_filter *f) {
         size_t n = 0;
         CHECK(mp_store_foreach_fingerprint(s, f, count_cb, &n, NULL) == 0);
@@ -715,6 +874,14 @@ static void test_fingerprints_zoo(void) {
         size_t calls = 0;
         CHECK(mp_store_foreach_fingerprint(s, NULL, stop_cb, &calls, NULL) == 0);
         CHECK_EQ(calls, 1);
+        struct nested q = { .s = s };
+        CHECK(mp_store_foreach_fingerprint(s, NULL, nested_cb, &q, NULL) == 0);
+        CHECK_EQ(q.calls, 3);
+        CHECK_EQ(q.locations, 4);               /* llama/base-1 on both hosts */
+        /* The handle is fine afterwards (no transaction left open). */
+        CHECK(mp_store_locations(s, ev[1].model_digest, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        mp_store_locations_free(l, n);
 
         mp_store_close(s);
         for (size_t i = 0; i < 3; i++) {
@@ -756,48 +923,51 @@ static const char schema_v1[] =
         "PRAGMA user_version = 1;";
 
 /* A fingerprint row as version 1 wrote it, with an inventory row and event
- * of host h. */
-static void v1_insert(sqlite3 *db, const char *h, unsigned seq, const uint8_t d[32], const uint8_t *rec, size_t len,
-                      const char *name) {
-        sqlite3_stmt *q;
-        CHECK(sqlite3_prepare_v2(db, "INSERT INTO fingerprints VALUES (?1, ?2, ?3, 'safetensors', NULL, NULL, 7, 0, 5)",
-                                 -1, &q, NULL) == SQLITE_OK);
-        sqlite3_bind_blob(q, 1, d, 32, SQLITE_STATIC);
-        sqlite3_bind_blob(q, 2, rec, (int) len, SQLITE_STATIC);
-        sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC);
-        CHECK(sqlite3_step(q) == SQLITE_DONE);
-        sqlite3_finalize(q);
-        char path[32];
-        snprintf(path, sizeof(path), "/v1/%u", seq);
-        CHECK(sqlite3_prepare_v2(db, "INSERT INTO inventory VALUES (?1, ?2, ?3, 5, 5, 1)", -1, &q, NULL) == SQLITE_OK);
-        sqlite3_bind_text(q, 1, h, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, path, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(q, 3, d, 32, SQLITE_STATIC);
-        CHECK(sqlite3_step(q) == SQLITE_DONE);
-        sqlite3_finalize(q);
-        CHECK(sqlite3_prepare_v2(db, "INSERT INTO events (host_id, seq, kind, observed_at, path, model_digest)"
-                                 " VALUES (?1, ?2, 'model-added', 5, ?3, ?4)", -1, &q, NULL) == SQLITE_OK);
-        sqlite3_bind_text(q, 1, h, -1, SQLITE_STATIC);
-        sqlite3_bind_int(q, 2, (int) seq);
-        sqlite3_bind_text(q, 3, path, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(q, 4, d, 32, SQLITE_STATIC);
-        CHECK(sqlite3_step(q) == SQLITE_DONE);
-        sqlite3_finalize(q);
+ * of host h, in SQL both engines read. */
+static void v1_insert(const char *path, const char *h, unsigned seq, const uint8_t d[32], const uint8_t *rec,
+                      size_t len, const char *name) {
+        char *dl = store_blob_sql(d, 32), *rl = store_blob_sql(rec, len), *sql = NULL;
+        CHECK(asprintf(&sql,
+                       "INSERT INTO fingerprints (digest, record, name, format, arch_hash, family_hash, params,"
+                       " n_tensors, first_seen) VALUES (%s, %s, '%s', 'safetensors', NULL, NULL, 7, 0, 5);"
+                       "INSERT INTO inventory (host_id, path, model_digest, first_seen, last_seen, present)"
+                       " VALUES ('%s', '/v1/%u', %s, 5, 5, 1);"
+                       "INSERT INTO events (host_id, seq, kind, observed_at, path, model_digest)"
+                       " VALUES ('%s', %u, 'model-added', 5, '/v1/%u', %s)",
+                       dl, rl, name, h, seq, dl, h, seq, seq, dl) > 0);
+        store_sql_exec(path, sql);
+        free(sql);
+        free(dl);
+        free(rl);
 }
 
+/* A store holding fingerprints whose structural columns were never
+ * extracted.  SQLite: a file of schema version 1 exactly as released (the
+ * migration to 2 copies its rows unindexed).  PostgreSQL: rows as
+ * migration 2 leaves those of version 1 (indexed = 0, the columns'
+ * defaults), inserted into a fresh store. */
 static void test_upgrade_v1(void) {
         const char *zoo = test_zoo();
         char *dir = test_tmpdir();
         char *path = test_path(dir, "v1.db");
         const char *h = "01234567-89ab-4cde-8f01-23456789abcd";
 
-        sqlite3 *db;
-        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-        CHECK(sqlite3_exec(db, schema_v1, NULL, NULL, NULL) == SQLITE_OK);
-        char sql[512];
-        snprintf(sql, sizeof(sql), "INSERT INTO hosts VALUES ('%s', 'machine-v1', 'old', '0.0.9', '', zeroblob(32),"
-                 " 1, 1, 3)", h);
-        CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+        if (store_is_postgres())
+                mp_store_close(open_store(path));
+        else {
+                sqlite3 *db;
+                CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+                CHECK(sqlite3_exec(db, schema_v1, NULL, NULL, NULL) == SQLITE_OK);
+                sqlite3_close(db);
+        }
+        uint8_t zero[32] = { 0 };
+        char *zl = store_blob_sql(zero, sizeof(zero)), *sql = NULL;
+        CHECK(asprintf(&sql, "INSERT INTO hosts (id, machine_id, hostname, agent_version, os, key_hash, enrolled_at,"
+                             " last_seen, last_seq) VALUES ('%s', 'machine-v1', 'old', '0.0.9', '', %s, 1, 1, 3)",
+                       h, zl) > 0);
+        store_sql_exec(path, sql);
+        free(sql);
+        free(zl);
         /* A hand-made record, a record that does not unpack, and (with the
          * zoo) a real one. */
         uint8_t d1[32], d2[32], d3[32];
@@ -806,8 +976,8 @@ static void test_upgrade_v1(void) {
         size_t len1;
         uint8_t *rec1 = make_record("hand-made", d1, llama_arch, 42, &len1);
         static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
-        v1_insert(db, h, 1, d1, rec1, len1, "hand-made");
-        v1_insert(db, h, 2, d2, junk, sizeof(junk), "damaged");
+        v1_insert(path, h, 1, d1, rec1, len1, "hand-made");
+        v1_insert(path, h, 2, d2, junk, sizeof(junk), "damaged");
         mp_fingerprint *fp = NULL;
         uint8_t *rec3 = NULL;
         size_t len3 = 0;
@@ -815,14 +985,16 @@ static void test_upgrade_v1(void) {
                 fp = zoo_fingerprint(zoo, "llama/base-1");
                 CHECK(mp_fingerprint_pack(fp, &rec3, &len3) == 0);
                 memcpy(d3, fp->model_digest.data, 32);
-                v1_insert(db, h, 3, d3, rec3, len3, "llama/base-1");
+                v1_insert(path, h, 3, d3, rec3, len3, "llama/base-1");
         }
-        sqlite3_close(db);
+        if (store_is_postgres())
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), 0);
 
         /* Opening upgrades and re-indexes. */
         mp_store *s = open_store(path);
         CHECK_EQ(mp_store_schema_version(s), 2);
-        CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+        if (!store_is_postgres())
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
         int64_t n_fp = zoo ? 3 : 2;
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), n_fp);
@@ -1035,10 +1207,11 @@ static void test_candidates(void) {
         memcpy(mev.model_digest, dm, 32);
         CHECK_EQ(ingest(s, id, &mev, 1, 1, 0), N + 1);
         free(mrec);
-        char sql[160];
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM tensor_keys WHERE digest = x'%02x%02x%02x%02x%02x%s'", dm[0],
-                 dm[1], dm[2], dm[3], dm[4], "000000000000000000000000000000000000000000000000000000");
+        char *dml = store_blob_sql(dm, sizeof(dm)), *sql = NULL;
+        CHECK(asprintf(&sql, "SELECT count(*) FROM tensor_keys WHERE digest = %s", dml) > 0);
         CHECK_EQ(sql_int(path, sql), MP_STORE_INDEXED_KEYS);
+        free(sql);
+        free(dml);
         qsort(want, MANY, sizeof(*want), cmp_key);
         CHECK(mp_store_candidates(s, NULL, &want[MP_STORE_INDEXED_KEYS - 1], 1, NULL, &c, &nc, NULL) == 0);
         CHECK_EQ(nc, 1);
@@ -1281,6 +1454,485 @@ static void test_two_writers(void) {
         free(dir);
 }
 
+/* Two collector instances behind a load balancer: each thread has its own
+ * handle (on PostgreSQL its own connection) and sends the same host's
+ * stream, resending a few acknowledged events before each batch as an agent
+ * does that failed over with acks in flight.  The store must take turns:
+ * every event stored exactly once, every call's ack covering its batch. */
+enum { RACE_EVENTS = 1500, RACE_BATCH = 25 };
+
+typedef struct racer {
+        const char *url, *host;
+        const mp_store_event *ev;
+        pthread_barrier_t *start;
+        unsigned seed;
+        size_t stored, dup, calls;
+} racer;
+
+static void *race_ingest(void *arg) {
+        racer *rc = arg;
+        mp_store *s = NULL;
+        mp_error err;
+        if (mp_store_open(rc->url, &s, &err) < 0) {
+                fprintf(stderr, "%s: %s\n", err.file, err.reason);
+                CHECK(false);
+        }
+        pthread_barrier_wait(rc->start);
+        uint64_t acked = 0;
+        unsigned x = rc->seed;
+        while (acked < RACE_EVENTS) {
+                x = x * 1103515245u + 12345u;
+                uint64_t back = (x >> 16) % 8;
+                uint64_t from = acked + 1 > back ? acked + 1 - back : 1;
+                size_t len = RACE_EVENTS - from + 1 < RACE_BATCH ? RACE_EVENTS - from + 1 : RACE_BATCH;
+                uint64_t a = 0;
+                size_t st = 0, dup = 0;
+                if (mp_store_ingest(s, rc->host, rc->ev + from - 1, len, &a, &st, &dup, &err) < 0) {
+                        fprintf(stderr, "racer %u: %s\n", rc->seed, err.reason);
+                        CHECK(false);
+                }
+                /* The batch starts at or before the store's next sequence,
+                 * so all of it is stored now or was before. */
+                CHECK_EQ(st + dup, len);
+                CHECK(a >= from + len - 1);
+                CHECK(a >= acked);
+                acked = a;
+                rc->stored += st;
+                rc->dup += dup;
+                rc->calls++;
+        }
+        mp_store_close(s);
+        return NULL;
+}
+
+typedef struct enroller {
+        const char *url;
+        pthread_barrier_t *start;
+        uint8_t key_byte;
+        char id[MP_STORE_HOST_ID_SIZE];
+} enroller;
+
+static void *race_enroll(void *arg) {
+        enroller *e = arg;
+        mp_store *s = NULL;
+        mp_error err;
+        CHECK(mp_store_open(e->url, &s, &err) == 0);
+        uint8_t key[MP_STORE_DIGEST_SIZE];
+        memset(key, e->key_byte, sizeof(key));
+        mp_host_info info = { .hostname = "raced", .machine_id = "machine-raced", .agent_version = "0.1.0" };
+        pthread_barrier_wait(e->start);
+        if (mp_store_enroll(s, &info, key, e->id, &err) < 0) {
+                fprintf(stderr, "enroll: %s\n", err.reason);
+                CHECK(false);
+        }
+        mp_store_close(s);
+        return NULL;
+}
+
+typedef struct opener {
+        const char *url;
+        pthread_barrier_t *start;
+        int r;
+        char why[MP_ERROR_REASON_MAX];
+} opener;
+
+static void *race_open(void *arg) {
+        opener *o = arg;
+        mp_store *s = NULL;
+        mp_error err;
+        pthread_barrier_wait(o->start);
+        o->r = mp_store_open(o->url, &s, &err);
+        if (o->r < 0)
+                snprintf(o->why, sizeof(o->why), "%s", err.reason);
+        else
+                o->r = mp_store_schema_version(s);
+        mp_store_close(s);
+        return NULL;
+}
+
+/* Instances starting together on a new store: one creates the schema, the
+ * others wait and find it (no step applied twice, nobody refused). */
+static void test_concurrent_open(void) {
+        enum { OPENERS = 4 };
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        char *url = store_url(path);
+        pthread_barrier_t start;
+        CHECK(pthread_barrier_init(&start, NULL, OPENERS) == 0);
+        opener o[OPENERS];
+        pthread_t t[OPENERS];
+        for (size_t i = 0; i < OPENERS; i++) {
+                o[i] = (opener) { .url = url, .start = &start };
+                CHECK(pthread_create(&t[i], NULL, race_open, &o[i]) == 0);
+        }
+        for (size_t i = 0; i < OPENERS; i++) {
+                CHECK(pthread_join(t[i], NULL) == 0);
+                if (o[i].r < 0)
+                        fprintf(stderr, "opener %zu: %s\n", i, o[i].why);
+                CHECK_EQ(o[i].r, 2);
+        }
+        pthread_barrier_destroy(&start);
+        if (store_is_postgres()) {
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta"), 2);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 2);
+        } else
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+        free(url);
+        free(path);
+        free(dir);
+}
+
+static void test_concurrent_ingest(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        char *url = store_url(path);
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a", 1, id);
+
+        char (*paths)[32] = calloc(RACE_EVENTS, sizeof(*paths));
+        mp_store_event *ev = calloc(RACE_EVENTS, sizeof(*ev));
+        CHECK(paths && ev);
+        for (unsigned i = 0; i < RACE_EVENTS; i++) {
+                snprintf(paths[i], sizeof(paths[i]), "/race/%u", i + 1);
+                ev[i] = added(i + 1, paths[i], i + 1);
+        }
+
+        pthread_barrier_t start;
+        CHECK(pthread_barrier_init(&start, NULL, 2) == 0);
+        racer rc[2] = {
+                { .url = url, .host = id, .ev = ev, .start = &start, .seed = 1 },
+                { .url = url, .host = id, .ev = ev, .start = &start, .seed = 2 },
+        };
+        pthread_t t[2];
+        for (size_t i = 0; i < 2; i++)
+                CHECK(pthread_create(&t[i], NULL, race_ingest, &rc[i]) == 0);
+        for (size_t i = 0; i < 2; i++)
+                CHECK(pthread_join(t[i], NULL) == 0);
+        pthread_barrier_destroy(&start);
+        fprintf(stderr, "   instance 1: %zu calls, %zu stored, %zu duplicates; instance 2: %zu calls, %zu stored, %zu"
+                " duplicates\n", rc[0].calls, rc[0].stored, rc[0].dup, rc[1].calls, rc[1].stored, rc[1].dup);
+
+        /* Every event stored by exactly one of them, exactly once. */
+        CHECK_EQ(rc[0].stored + rc[1].stored, RACE_EVENTS);
+        check_events_exactly_once(path, id, RACE_EVENTS);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory WHERE present = 1"), RACE_EVENTS);
+        CHECK_EQ(host_last_seq(s, id), RACE_EVENTS);
+        /* And the stream goes on from there. */
+        mp_store_event next = added(RACE_EVENTS + 1, "/race/next", RACE_EVENTS + 1);
+        CHECK_EQ(ingest(s, id, &next, 1, 1, 0), RACE_EVENTS + 1);
+
+        /* One machine enrolling through four instances at once: one host. */
+        enum { ENROLLERS = 4 };
+        CHECK(pthread_barrier_init(&start, NULL, ENROLLERS) == 0);
+        enroller en[ENROLLERS];
+        pthread_t te[ENROLLERS];
+        for (size_t i = 0; i < ENROLLERS; i++) {
+                en[i] = (enroller) { .url = url, .start = &start, .key_byte = (uint8_t) (0x40 + i) };
+                CHECK(pthread_create(&te[i], NULL, race_enroll, &en[i]) == 0);
+        }
+        for (size_t i = 0; i < ENROLLERS; i++)
+                CHECK(pthread_join(te[i], NULL) == 0);
+        pthread_barrier_destroy(&start);
+        for (size_t i = 1; i < ENROLLERS; i++)
+                CHECK_STREQ(en[i].id, en[0].id);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM hosts WHERE machine_id = 'machine-raced'"), 1);
+        /* The key of whichever enrolled last is the one stored. */
+        uint8_t key[MP_STORE_DIGEST_SIZE];
+        CHECK(mp_store_host_key_hash(s, en[0].id, key, NULL) == 0);
+        CHECK(key[0] >= 0x40 && key[0] < 0x40 + ENROLLERS);
+
+        mp_store_close(s);
+        free(paths);
+        free(ev);
+        free(url);
+        free(path);
+        free(dir);
+}
+
+/* Two hosts reporting the same new models in opposite orders through two
+ * instances, at once: both batches go in whole, each fingerprint once, and
+ * on PostgreSQL without a deadlock (the engine inserts fingerprints in
+ * digest order, so the two transactions queue instead of each waiting for
+ * what the other inserted first). */
+enum { CROSS_MODELS = 60, CROSS_ROUNDS = 3 };
+
+typedef struct crosser {
+        const char *url, *host;
+        pthread_barrier_t *start;
+        mp_store_event ev[CROSS_MODELS];
+} crosser;
+
+static void *cross_ingest(void *arg) {
+        crosser *c = arg;
+        mp_store *s = NULL;
+        mp_error err;
+        CHECK(mp_store_open(c->url, &s, &err) == 0);
+        pthread_barrier_wait(c->start);
+        uint64_t acked = 0;
+        size_t stored = 0;
+        if (mp_store_ingest(s, c->host, c->ev, CROSS_MODELS, &acked, &stored, NULL, &err) < 0) {
+                fprintf(stderr, "crossing ingest: %s\n", err.reason);
+                CHECK(false);
+        }
+        CHECK_EQ(stored, CROSS_MODELS);
+        mp_store_close(s);
+        return NULL;
+}
+
+/* The deadlocks the server counted in path's database, once every session
+ * there has ended (a backend reports its counters when it exits). */
+static int64_t pg_deadlocks(const char *path) {
+        char *sql = NULL;
+        CHECK(asprintf(&sql, "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'", store_pg_database(path)) >
+              0);
+        for (int wait = 0; wait < 100 && store_pg_admin_int(sql) > 0; wait++)
+                usleep(50 * 1000);
+        free(sql);
+        CHECK(asprintf(&sql, "SELECT deadlocks FROM pg_stat_database WHERE datname = '%s'", store_pg_database(path)) >
+              0);
+        int64_t n = store_pg_admin_int(sql);
+        free(sql);
+        return n;
+}
+
+static void test_crossing_fingerprints(void) {
+        char *dir = test_tmpdir();
+        char *path = test_path(dir, "store.db");
+        char *url = store_url(path);
+        mp_store *s = open_store(path);
+        char id[2][MP_STORE_HOST_ID_SIZE];
+        enroll(s, "cross-a", "machine-cross-a", 1, id[0]);
+        enroll(s, "cross-b", "machine-cross-b", 2, id[1]);
+        mp_store_close(s);
+
+        static crosser c[2];
+        for (unsigned round = 0; round < CROSS_ROUNDS; round++) {
+                uint8_t *rec[CROSS_MODELS];
+                size_t len[CROSS_MODELS];
+                char paths[CROSS_MODELS][32];
+                for (unsigned i = 0; i < CROSS_MODELS; i++) {
+                        uint8_t d[MP_STORE_DIGEST_SIZE];
+                        digest_of(1000 * (round + 1) + i, d);
+                        rec[i] = make_record("crossing", d, llama_arch, 7, &len[i]);
+                        snprintf(paths[i], sizeof(paths[i]), "/cross/%u/%u", round, i);
+                }
+                pthread_barrier_t start;
+                CHECK(pthread_barrier_init(&start, NULL, 2) == 0);
+                for (unsigned h = 0; h < 2; h++) {
+                        c[h] = (crosser) { .url = url, .host = id[h], .start = &start };
+                        for (unsigned k = 0; k < CROSS_MODELS; k++) {
+                                unsigned i = h ? CROSS_MODELS - 1 - k : k;
+                                c[h].ev[k] = added(round * CROSS_MODELS + k + 1, paths[i], 1000 * (round + 1) + i);
+                                c[h].ev[k].record = rec[i];
+                                c[h].ev[k].record_len = len[i];
+                        }
+                }
+                pthread_t t[2];
+                for (unsigned h = 0; h < 2; h++)
+                        CHECK(pthread_create(&t[h], NULL, cross_ingest, &c[h]) == 0);
+                for (unsigned h = 0; h < 2; h++)
+                        CHECK(pthread_join(t[h], NULL) == 0);
+                pthread_barrier_destroy(&start);
+                for (unsigned i = 0; i < CROSS_MODELS; i++)
+                        free(rec[i]);
+
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), (round + 1) * CROSS_MODELS);
+                check_events_exactly_once(path, id[0], (round + 1) * CROSS_MODELS);
+                check_events_exactly_once(path, id[1], (round + 1) * CROSS_MODELS);
+        }
+        if (store_is_postgres())
+                CHECK_EQ(pg_deadlocks(path), 0);
+
+        free(url);
+        free(path);
+        free(dir);
+}
+
+struct blocked_ingest {
+        mp_store *s;
+        const char *host;
+        const mp_store_event *ev;
+        int r;
+        char why[MP_ERROR_REASON_MAX];
+};
+
+static void *blocked_ingest_run(void *arg) {
+        struct blocked_ingest *b = arg;
+        mp_error err;
+        size_t stored = 0;
+        b->r = mp_store_ingest(b->s, b->host, b->ev, 1, NULL, &stored, NULL, &err);
+        if (b->r < 0)
+                snprintf(b->why, sizeof(b->why), "%s", err.reason);
+        else
+                b->r = (int) stored;
+        return NULL;
+}
+
+/* Waits until the store's session on path's database waits for a lock. */
+static void wait_for_lock_wait(const char *path) {
+        char *sql = NULL;
+        CHECK(asprintf(&sql, "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND application_name ="
+                             " 'modelprov-collector' AND wait_event_type = 'Lock'", store_pg_database(path)) > 0);
+        int wait = 0;
+        while (store_pg_admin_int(sql) == 0 && wait++ < 200)
+                usleep(20 * 1000);
+        CHECK(wait < 200);
+        free(sql);
+}
+
+/* The PostgreSQL engine's own tests start here: a store with one enrolled
+ * host, or NULL (said on stderr) under the default setup, which is SQLite. */
+static mp_store *postgres_store_with_host(char **dir, char **path, char id[MP_STORE_HOST_ID_SIZE]) {
+        if (!store_is_postgres()) {
+                fprintf(stderr, "   (the PostgreSQL engine's: `meson test --setup postgres`)\n");
+                return NULL;
+        }
+        *dir = test_tmpdir();
+        *path = test_path(*dir, "store");
+        mp_store *s = open_store(*path);
+        enroll(s, "alpha", "machine-a", 1, id);
+        return s;
+}
+
+/* A deadlock with the engine's transaction as its victim: another session
+ * holds an uncommitted fingerprint the ingest needs, then asks for the
+ * host row the ingest holds.  The server fails the ingest (40P01), the
+ * engine runs it again, and it goes in once the other session is done. */
+static void test_postgres_deadlock(void) {
+        char *dir, *path, id[MP_STORE_HOST_ID_SIZE];
+        mp_store *s = postgres_store_with_host(&dir, &path, id);
+        if (!s)
+                return;
+        char *sql = NULL;
+        CHECK(asprintf(&sql, "ALTER DATABASE %s SET deadlock_timeout = '100ms'", store_pg_database(path)) > 0);
+        store_sql_exec(path, sql);
+        free(sql);
+        mp_store_close(s);
+        s = open_store(path);           /* a session with that setting */
+
+        uint8_t d[MP_STORE_DIGEST_SIZE];
+        digest_of(77, d);
+        size_t len;
+        uint8_t *rec = make_record("contended", d, llama_arch, 7, &len);
+        mp_store_event ev = added(1, "/contended", 77);
+        ev.record = rec;
+        ev.record_len = len;
+
+        PGconn *other = store_pg_connect(store_pg_database(path));
+        char *dl = store_blob_sql(d, sizeof(d));
+        CHECK(asprintf(&sql, "BEGIN; INSERT INTO fingerprints (digest, record, name, format, params, n_tensors,"
+                             " first_seen) VALUES (%s, '\\x00', 'other', 'x', 0, 0, 0)", dl) > 0);
+        PQclear(store_pg_run(other, sql));
+        free(sql);
+
+        struct blocked_ingest b = { .s = s, .host = id, .ev = &ev };
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, blocked_ingest_run, &b) == 0);
+        wait_for_lock_wait(path);       /* holds the host row, waits for the digest */
+        CHECK(asprintf(&sql, "SELECT 1 FROM hosts WHERE id = '%s' FOR UPDATE", id) > 0);
+        PQclear(store_pg_run(other, sql));      /* returns once the ingest's first try is rolled back */
+        free(sql);
+        wait_for_lock_wait(path);       /* the second try waits for the host row */
+        PQclear(store_pg_run(other, "ROLLBACK"));
+        CHECK(pthread_join(t, NULL) == 0);
+        if (b.r < 0)
+                fprintf(stderr, "ingest: %s\n", b.why);
+        CHECK_EQ(b.r, 1);
+        PQfinish(other);
+
+        /* The record is the ingest's, not the rolled-back one. */
+        uint8_t *back = NULL;
+        size_t back_len = 0;
+        CHECK(mp_store_fingerprint(s, d, &back, &back_len, NULL) == 0);
+        CHECK_EQ(back_len, len);
+        CHECK(memcmp(back, rec, len) == 0);
+        free(back);
+        check_events_exactly_once(path, id, 1);
+        mp_store_close(s);
+        CHECK_EQ(pg_deadlocks(path), 1);
+
+        free(dl);
+        free(rec);
+        free(path);
+        free(dir);
+}
+
+/* The backend of the handle open on path's database (the only
+ * modelprov-collector session there). */
+static int64_t store_backend(const char *path) {
+        char *sql = NULL;
+        CHECK(asprintf(&sql, "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND application_name ="
+                             " 'modelprov-collector'", store_pg_database(path)) > 0);
+        int64_t pid = store_pg_admin_int(sql);
+        free(sql);
+        return pid;
+}
+
+static void terminate_backend(int64_t pid) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld, 10000)", (long long) pid);
+        CHECK_EQ(store_pg_admin_int(sql), 1);   /* waits until it is gone */
+}
+
+static void allow_connections(const char *path, bool allow) {
+        char *sql = NULL;
+        CHECK(asprintf(&sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", store_pg_database(path),
+                       allow ? "true" : "false") > 0);
+        PGconn *c = store_pg_connect(NULL);
+        PQclear(store_pg_run(c, sql));
+        PQfinish(c);
+        free(sql);
+}
+
+/* A server restart, as a handle sees it: its connection killed between
+ * calls.  The next call resets it once and succeeds, writes included; with
+ * the database refusing connections, each call is -EIO with a sentence,
+ * and the handle recovers once it accepts them again. */
+static void test_postgres_reconnect(void) {
+        char *dir, *path, id[MP_STORE_HOST_ID_SIZE];
+        mp_store *s = postgres_store_with_host(&dir, &path, id);
+        if (!s)
+                return;
+        mp_error err;
+
+        /* A write first (a transaction: BEGIN meets the dead connection). */
+        int64_t pid = store_backend(path);
+        terminate_backend(pid);
+        mp_store_event ev[2] = { added(1, "/r/1", 1), added(2, "/r/2", 2) };
+        CHECK_EQ(ingest(s, id, ev, 1, 1, 0), 1);
+        int64_t pid2 = store_backend(path);
+        CHECK(pid2 != pid);
+
+        /* A read, then a streamed listing, then a single-statement write. */
+        terminate_backend(pid2);
+        CHECK_EQ(host_last_seq(s, id), 1);
+        terminate_backend(store_backend(path));
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_inventory(s, NULL, true, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        mp_store_locations_free(l, n);
+        terminate_backend(store_backend(path));
+        CHECK(mp_store_heartbeat(s, id, "0.2.0", 5, NULL) == 0);
+
+        /* Down for good: -EIO, the handle stays usable. */
+        allow_connections(path, false);
+        terminate_backend(store_backend(path));
+        CHECK_EQ(mp_store_ingest(s, id, ev + 1, 1, NULL, NULL, NULL, &err), -EIO);
+        fprintf(stderr, "   %s: %s\n", err.file, err.reason);
+        CHECK(strstr(err.reason, "connection"));
+        CHECK_EQ(mp_store_get_host(s, id, &(mp_store_host *) { NULL }, &err), -EIO);
+        allow_connections(path, true);
+        CHECK_EQ(ingest(s, id, ev + 1, 1, 1, 0), 2);
+        CHECK_EQ(ingest(s, id, ev, 2, 0, 2), 2);
+        check_events_exactly_once(path, id, 2);
+
+        mp_store_close(s);
+        free(path);
+        free(dir);
+}
+
 /* ---- catalog ------------------------------------------------------------ */
 
 static void test_catalog_distribution(void) {
@@ -1392,6 +2044,20 @@ static void test_ingest_rate(void) {
         double dt = now_s() - t0;
         fprintf(stderr, "   ingest: %d model reports (%zu-byte records, batches of %d) in %.3f s = %.0f/s\n", N,
                 len[0], BATCH, dt, N / dt);
+        /* More rows than one fetch or one page: in digest order, each
+         * once. */
+        t0 = now_s();
+        CHECK_EQ(count_fingerprints(s, NULL), N);
+        mp_store_structure st;
+        mp_store_structure_of(fp, &st);
+        uint8_t *c = NULL;
+        size_t nc = 0;
+        CHECK(mp_store_candidates(s, &st, NULL, 0, NULL, &c, &nc, NULL) == 0);
+        CHECK_EQ(nc, N);
+        for (size_t i = 1; i < nc; i++)
+                CHECK(memcmp(c + 32 * (i - 1), c + 32 * i, 32) < 0);
+        free(c);
+        fprintf(stderr, "   all %d fingerprints read and their candidates selected in %.3f s\n", N, now_s() - t0);
         mp_store_close(s);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), N);
 
@@ -1418,6 +2084,11 @@ int main(void) {
         RUN(test_candidates);
         RUN(test_hostile);
         RUN(test_two_writers);
+        RUN(test_concurrent_open);
+        RUN(test_concurrent_ingest);
+        RUN(test_crossing_fingerprints);
+        RUN(test_postgres_deadlock);
+        RUN(test_postgres_reconnect);
         RUN(test_catalog_distribution);
         RUN(test_ingest_rate);
         return 0;
