@@ -1,5 +1,7 @@
-/* blast_radius.c - blast-radius latency over a store of 100,000 fingerprints
- * (issue 4 target: at most 1 s).  Built by meson, run by blast_radius.sh;
+/* blast_radius.c - blast-radius latency over a fleet-sized store: by
+ * default 100,000 fingerprints on 1,000 hosts (issue 4 target: at most 1 s),
+ * and with --locations 10 the fleet of issue 7: 1,000,000 (host, path) rows
+ * of 100,000 distinct fingerprints.  Built by meson, run by blast_radius.sh;
  * prints numbers, asserts nothing.
  *
  * The fleet is derived from real fingerprints (zoo llama/base-1 and
@@ -10,8 +12,10 @@
  * flips, so two families do not correlate); family sizes follow a Zipf law,
  * and each member is a fine-tune (all tensors changed a little), a LoRA
  * merge (embedding and head byte-identical to the base) or a conversion.
- * Every fingerprint lives on one of the hosts, a fifth of them on a second
- * host too.  The fill goes through mp_store_ingest, one batch per host.
+ * Every fingerprint lives on --locations (host, path) rows on distinct
+ * hosts on average (default 1.2: each on one host, about a fifth on a
+ * second).  The fill goes through mp_store_ingest, host by host, in calls
+ * of up to 512 events; its time is printed.
  *
  * Then, for several targets (the base of the largest family in the largest
  * width cluster, bases in smaller clusters, a fingerprint record of a model
@@ -21,8 +25,14 @@
  * (measured on a sample, extrapolated to the whole store on the same
  * number of threads) and a plain SQL read of every stored record.
  *
+ * The store is SQLite (a temporary file, or --store FILE / sqlite:FILE) or
+ * PostgreSQL (--store postgresql://..., an empty database; --reuse takes a
+ * store this program filled before, with the same options).
+ *
  * Usage: blast_radius [--fingerprints N] [--hosts N] [--families N]
- *                     [--threads N] [--store FILE] [--reuse] [--zoo DIR] */
+ *                     [--locations L] [--threads N] [--store URL|FILE]
+ *                     [--reuse] [--zoo DIR] */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -40,6 +50,7 @@
 #include "fingerprint/record.h"
 #include "signals/sample.h"
 #include "util/macro.h"
+#include "util/strutil.h"
 
 #define DIGEST_SIZE MP_STORE_DIGEST_SIZE
 
@@ -196,6 +207,9 @@ typedef struct fleet {
         size_t *first_of;               /* family -> its first fingerprint (the base) */
         size_t *size_of;                /* family -> members */
         uint64_t *hidden_of;            /* family -> hidden size */
+        double locations;               /* (host, path) rows per fingerprint, on average */
+        size_t max_locations;           /* ceil(locations) */
+        size_t step;                    /* hosts between a fingerprint's locations */
         int n_seeds;
         seed seeds[2];
 } fleet;
@@ -365,13 +379,96 @@ static void host_name(size_t h, char *buf, size_t size) {
         snprintf(buf, size, "node-%04zu", h);
 }
 
-/* Each fingerprint on host i % hosts; every fifth also on another. */
+/* How many (host, path) locations fingerprint i has: floor(L) or one more,
+ * the fraction of L choosing which (a pure function of i, so a reused
+ * store and a fresh run agree). */
+static size_t locations_of(const fleet *f, size_t i) {
+        size_t n = (size_t) f->locations;
+        double frac = f->locations - (double) n;
+        if (frac > 0 && (double) (mix3(i, 0x10c, 0) % 1000000) < frac * 1e6)
+                n++;
+        return n;
+}
+
+/* The host of location k of fingerprint i: location 0 on host i % hosts,
+ * the others `step` hosts further each, so a fingerprint's locations are
+ * on distinct hosts (k * step < hosts for every k < max_locations). */
+static size_t location_host(const fleet *f, size_t i, size_t k) {
+        return (i + k * f->step) % f->n_hosts;
+}
+
+static void location_path(size_t i, size_t k, char *buf, size_t size) {
+        if (k == 0)
+                snprintf(buf, size, "/models/own/%zu", i);
+        else
+                snprintf(buf, size, "/models/copy-%zu/%zu", k, i);
+}
+
+/* Events of one host gathered for one mp_store_ingest call (one
+ * transaction), within the store's per-call limits. */
+#define FILL_CHUNK 512
+#define FILL_CHUNK_BYTES (MP_STORE_MAX_BATCH_BYTES / 2)
+
+typedef struct filler {
+        mp_store *s;
+        mp_store_event ev[FILL_CHUNK];
+        uint8_t *recs[FILL_CHUNK];
+        char paths[FILL_CHUNK][64];
+        size_t n, bytes;
+        size_t rows, records;
+} filler;
+
+static void fill_flush(filler *fl, const char *host_id, uint64_t *seq) {
+        if (fl->n == 0)
+                return;
+        uint64_t acked;
+        size_t stored;
+        mp_error err;
+        if (mp_store_ingest(fl->s, host_id, fl->ev, fl->n, &acked, &stored, NULL, &err) < 0)
+                die("ingest", &err);
+        if (stored != fl->n || acked != *seq + fl->n) {
+                fprintf(stderr, "blast_radius bench: ingest stored %zu of %zu events (acked through %llu)\n", stored,
+                        fl->n, (unsigned long long) acked);
+                exit(2);
+        }
+        *seq = acked;
+        for (size_t k = 0; k < fl->n; k++)
+                free(fl->recs[k]);
+        fl->rows += fl->n;
+        fl->n = fl->bytes = 0;
+}
+
+/* Adds location k of fingerprint i to the host's pending events.  Only
+ * location 0 carries the record: the store keeps one fingerprint per
+ * digest, and sending it again with every copy would make the fill unpack
+ * the same record `locations` times for nothing. */
+static void fill_add(filler *fl, const fleet *f, const char *host_id, uint64_t *seq, size_t i, size_t k) {
+        size_t len = 0;
+        uint8_t *rec = k == 0 ? make_record(f, i, &len) : NULL;
+        if (fl->n == FILL_CHUNK || (rec && fl->bytes + len > FILL_CHUNK_BYTES))
+                fill_flush(fl, host_id, seq);
+        size_t n = fl->n++;
+        fl->recs[n] = rec;
+        fl->bytes += len;
+        fl->records += rec != NULL;
+        location_path(i, k, fl->paths[n], sizeof(fl->paths[n]));
+        fl->ev[n] = (mp_store_event) { .sequence = *seq + n + 1,
+                                       .kind = MP_STORE_EVENT_MODEL_ADDED,
+                                       .observed_at = 1700000000000LL + (int64_t) i,
+                                       .path = fl->paths[n], .record = rec, .record_len = len };
+        digest_of(i, fl->ev[n].model_digest);
+}
+
+/* Enrolls the hosts, then host by host reports every location it holds,
+ * in ingest calls of up to FILL_CHUNK events. */
 static void fill(mp_store *s, const fleet *f) {
         char (*ids)[MP_STORE_HOST_ID_SIZE] = calloc(f->n_hosts, sizeof(*ids));
-        uint64_t *seq = calloc(f->n_hosts, sizeof(uint64_t));
-        if (!ids || !seq)
+        filler *fl = calloc(1, sizeof(*fl));
+        if (!ids || !fl)
                 die("calloc", NULL);
+        fl->s = s;
         mp_error err;
+        double t0 = now_s(), last = t0;
         for (size_t h = 0; h < f->n_hosts; h++) {
                 char name[32], machine[48];
                 host_name(h, name, sizeof(name));
@@ -381,55 +478,33 @@ static void fill(mp_store *s, const fleet *f) {
                 if (mp_store_enroll(s, &info, key, ids[h], &err) < 0)
                         die("enroll", &err);
         }
+        double enroll_s = now_s() - t0;
 
-        /* Host by host: gather its events, one ingest call each. */
-        size_t per_host = f->n_fp / f->n_hosts + 2;
-        mp_store_event *ev = calloc(2 * per_host + 8, sizeof(*ev));
-        uint8_t **recs = calloc(2 * per_host + 8, sizeof(*recs));
-        char (*paths)[64] = calloc(2 * per_host + 8, sizeof(*paths));
-        if (!ev || !recs || !paths)
-                die("calloc", NULL);
-        double t0 = now_s(), last = t0;
-        size_t done = 0;
         for (size_t h = 0; h < f->n_hosts; h++) {
-                size_t n = 0;
-                /* primaries i = h, h + hosts, ...; copies of i where i % 5 == 0 on host (i * 7 + 3) % hosts */
-                for (size_t pass = 0; pass < 2; pass++)
-                        for (size_t i = pass ? 0 : h; i < f->n_fp; i += pass ? 5 : f->n_hosts) {
-                                if (pass && (i * 7 + 3) % f->n_hosts != h)
-                                        continue;
-                                if (n == 2 * per_host + 8)
-                                        break;
-                                size_t len;
-                                recs[n] = make_record(f, i, &len);
-                                snprintf(paths[n], sizeof(paths[n]), "/models/%s/%zu", pass ? "copies" : "own", i);
-                                ev[n] = (mp_store_event) { .sequence = seq[h] + n + 1,
-                                                           .kind = MP_STORE_EVENT_MODEL_ADDED,
-                                                           .observed_at = 1700000000000LL + (int64_t) i,
-                                                           .path = paths[n], .record = recs[n], .record_len = len };
-                                digest_of(i, ev[n].model_digest);
-                                n++;
-                        }
-                uint64_t acked;
-                if (mp_store_ingest(s, ids[h], ev, n, &acked, NULL, NULL, &err) < 0)
-                        die("ingest", &err);
-                seq[h] = acked;
-                for (size_t k = 0; k < n; k++)
-                        free(recs[k]);
-                done += n;
+                uint64_t seq = 0;
+                for (size_t k = 0; k < f->max_locations; k++) {
+                        /* the i with location_host(i, k) == h */
+                        size_t first = (h + f->n_hosts - k * f->step % f->n_hosts) % f->n_hosts;
+                        for (size_t i = first; i < f->n_fp; i += f->n_hosts)
+                                if (k < locations_of(f, i)) {
+                                        assert(location_host(f, i, k) == h);
+                                        fill_add(fl, f, ids[h], &seq, i, k);
+                                }
+                }
+                fill_flush(fl, ids[h], &seq);
                 if (now_s() - last > 10) {
                         last = now_s();
-                        fprintf(stderr, "  filling: %zu of %zu hosts, %zu reports, %.0f/s\n", h + 1, f->n_hosts, done,
-                                (double) done / (last - t0));
+                        fprintf(stderr, "  filling: %zu of %zu hosts, %zu rows, %.0f/s\n", h + 1, f->n_hosts,
+                                fl->rows, (double) fl->rows / (last - t0));
                 }
         }
-        printf("fill: %zu model reports (%zu fingerprints) from %zu hosts in %.1f s (%.0f reports/s)\n", done,
-               f->n_fp, f->n_hosts, now_s() - t0, (double) done / (now_s() - t0));
-        free(ev);
-        free(recs);
-        free(paths);
+        double dt = now_s() - t0;
+        printf("fill: %zu (host, path) rows (%.2f per fingerprint; the %zu records with the first of each) from %zu"
+               " hosts in %.1f s (%.0f rows/s; enrolling the hosts %.1f s of it)\n",
+               fl->rows, (double) fl->rows / (double) f->n_fp, fl->records, f->n_hosts, dt, (double) fl->rows / dt,
+               enroll_s);
+        free(fl);
         free(ids);
-        free(seq);
 }
 
 /* ---- references --------------------------------------------------------- */
@@ -446,19 +521,23 @@ static int scan_cb(const mp_store_fingerprint_info *info, void *userdata) {
 }
 
 /* Seconds per fingerprint to read, unpack and compare a sample of stored
- * fingerprints with the target, one thread, no pre-filter. */
-static double full_scoring_per_fp(mp_store *s, const fleet *f, const mp_fingerprint *target, size_t sample) {
+ * fingerprints with the target, one thread, no pre-filter; *fetch_per
+ * receives the part spent reading the record from the store. */
+static double full_scoring_per_fp(mp_store *s, const fleet *f, const mp_fingerprint *target, size_t sample,
+                                  double *fetch_per) {
         mp_compare_query *q = NULL;
         if (mp_compare_query_new(target, &q) < 0)
                 die("compare query", NULL);
-        double t0 = now_s();
+        double t0 = now_s(), fetch = 0;
         for (size_t k = 0; k < sample; k++) {
                 uint8_t d[DIGEST_SIZE], *rec = NULL;
                 size_t len = 0;
                 digest_of((size_t) (mix3(99, k, 0) % f->n_fp), d);
                 mp_error err;
+                double tf = now_s();
                 if (mp_store_fingerprint(s, d, &rec, &len, &err) < 0)
                         die("read fingerprint", &err);
+                fetch += now_s() - tf;
                 mp_fingerprint *b = NULL;
                 if (mp_fingerprint_unpack("stored", rec, len, &b, NULL) < 0)
                         die("unpack", NULL);
@@ -468,11 +547,47 @@ static double full_scoring_per_fp(mp_store *s, const fleet *f, const mp_fingerpr
                 free(rec);
         }
         double per = (now_s() - t0) / (double) sample;
+        *fetch_per = fetch / (double) sample;
         mp_compare_query_free(q);
         return per;
 }
 
 /* ---- queries ------------------------------------------------------------ */
+
+static int digest_cmp(const void *a, const void *b) {
+        return memcmp(a, b, DIGEST_SIZE);
+}
+
+/* Seconds to read the inventory rows of the distinct models among the hits,
+ * one mp_store_locations() each, on one thread: the part of a blast radius
+ * that grows with the (host, path) rows per fingerprint. */
+static double locations_s(mp_store *s, const mp_blast_hit *h, size_t n, size_t *models, size_t *rows) {
+        uint8_t (*d)[DIGEST_SIZE] = n ? calloc(n, DIGEST_SIZE) : NULL;
+        if (n && !d)
+                die("calloc", NULL);
+        for (size_t i = 0; i < n; i++)
+                memcpy(d[i], h[i].loc.model_digest, DIGEST_SIZE);
+        qsort(d, n, DIGEST_SIZE, digest_cmp);
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+                if (m == 0 || memcmp(d[m - 1], d[i], DIGEST_SIZE) != 0)
+                        memmove(d[m++], d[i], DIGEST_SIZE);
+        *rows = 0;
+        double t0 = now_s();
+        for (size_t i = 0; i < m; i++) {
+                mp_store_location *l = NULL;
+                size_t k = 0;
+                mp_error err;
+                if (mp_store_locations(s, d[i], &l, &k, &err) < 0)
+                        die("locations", &err);
+                *rows += k;
+                mp_store_locations_free(l, k);
+        }
+        double dt = now_s() - t0;
+        *models = m;
+        free(d);
+        return dt;
+}
 
 static double run_query(mp_store *s, const char *label, mp_blast_target *t, unsigned threads, double full_s,
                         double scan_s) {
@@ -501,20 +616,55 @@ static double run_query(mp_store *s, const char *label, mp_blast_target *t, unsi
                "  threads %u  full/blast %5.1fx  scan/blast %5.1fx\n",
                label, best, (unsigned long long) st.considered, (unsigned long long) st.scored, n, exact, partial,
                (unsigned long long) st.models, st.threads, full_s / best, scan_s / best);
+        size_t models, rows;
+        double loc_s = locations_s(s, h, n, &models, &rows);
+        printf("  %-44s (reading the hits' %zu rows, of %zu models, alone: %.3f s on one thread)\n", "", rows,
+               models, loc_s);
         mp_blast_hits_free(h, n);
         return best;
 }
 
+/* --store: a URL mp_store_open() takes, or a plain path meaning SQLite.
+ * *path receives the SQLite file (NULL for PostgreSQL). */
+static char *store_url(const char *arg, char **path) {
+        char *url = NULL;
+        *path = NULL;
+        if (mp_has_prefix(arg, "postgresql://") || mp_has_prefix(arg, "postgres://"))
+                url = strdup(arg);
+        else if (mp_has_prefix(arg, "sqlite:")) {
+                url = strdup(arg);
+                *path = strdup(arg + strlen("sqlite:"));
+        } else {
+                *path = strdup(arg);
+                if (asprintf(&url, "sqlite:%s", arg) < 0)
+                        url = NULL;
+        }
+        if (!url || (mp_has_prefix(url, "sqlite:") && !*path))
+                die("strdup", NULL);
+        return url;
+}
+
+static size_t store_host_count(mp_store *s) {
+        mp_store_host *h = NULL;
+        size_t n = 0;
+        mp_error err;
+        if (mp_store_hosts(s, &h, &n, &err) < 0)
+                die("hosts", &err);
+        mp_store_hosts_free(h, n);
+        return n;
+}
+
 int main(int argc, char **argv) {
-        fleet f = { .n_fp = 100000, .n_hosts = 1000, .n_families = 400 };
+        fleet f = { .n_fp = 100000, .n_hosts = 1000, .n_families = 400, .locations = 1.2 };
         unsigned threads = 0;
-        const char *store_path = NULL, *zoo = getenv("MODELPROV_ZOO");
+        const char *store_arg = NULL, *zoo = getenv("MODELPROV_ZOO");
         bool reuse = false;
         static const struct option opts[] = {
                 { "fingerprints", required_argument, NULL, 'n' }, { "hosts", required_argument, NULL, 'H' },
                 { "families", required_argument, NULL, 'F' },     { "threads", required_argument, NULL, 't' },
-                { "store", required_argument, NULL, 's' },        { "reuse", no_argument, NULL, 'r' },
-                { "zoo", required_argument, NULL, 'z' },          {},
+                { "locations", required_argument, NULL, 'L' },    { "store", required_argument, NULL, 's' },
+                { "reuse", no_argument, NULL, 'r' },              { "zoo", required_argument, NULL, 'z' },
+                {},
         };
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0)
@@ -523,50 +673,70 @@ int main(int argc, char **argv) {
                 case 'H': f.n_hosts = strtoull(optarg, NULL, 10); break;
                 case 'F': f.n_families = strtoull(optarg, NULL, 10); break;
                 case 't': threads = (unsigned) strtoul(optarg, NULL, 10); break;
-                case 's': store_path = optarg; break;
+                case 'L': f.locations = strtod(optarg, NULL); break;
+                case 's': store_arg = optarg; break;
                 case 'r': reuse = true; break;
                 case 'z': zoo = optarg; break;
                 default:
-                        fprintf(stderr, "usage: %s [--fingerprints N] [--hosts N] [--families N] [--threads N]"
-                                        " [--store FILE] [--reuse] [--zoo DIR]\n", argv[0]);
+                        fprintf(stderr, "usage: %s [--fingerprints N] [--hosts N] [--families N] [--locations L]"
+                                        " [--threads N] [--store FILE|sqlite:FILE|postgresql://...] [--reuse]"
+                                        " [--zoo DIR]\n", argv[0]);
                         return 2;
                 }
         if (f.n_fp < 100 || f.n_hosts < 2 || f.n_families < 4 || f.n_families > f.n_fp / 4) {
                 fprintf(stderr, "need >= 100 fingerprints, >= 2 hosts, 4 .. fingerprints/4 families\n");
                 return 2;
         }
+        if (!(f.locations >= 1) || f.locations > (double) f.n_hosts) {
+                fprintf(stderr, "need 1 <= locations <= hosts\n");
+                return 2;
+        }
+        f.max_locations = (size_t) ceil(f.locations);
+        f.step = f.n_hosts / f.max_locations;
 
         const char *tmp_env = getenv("TMPDIR");
         char *tmpdir = NULL;
         if (asprintf(&tmpdir, "%s/modelprov-blast-XXXXXX", tmp_env && tmp_env[0] ? tmp_env : "/tmp") < 0 ||
             !mkdtemp(tmpdir))
                 die("mkdtemp", NULL);
-        char *path = store_path ? strdup(store_path) : NULL;
-        if (!path && asprintf(&path, "%s/store.db", tmpdir) < 0)
-                die("asprintf", NULL);
+        char *path = NULL, *url = NULL;
+        if (store_arg)
+                url = store_url(store_arg, &path);
+        else {
+                if (asprintf(&path, "%s/store.db", tmpdir) < 0 || asprintf(&url, "sqlite:%s", path) < 0)
+                        die("asprintf", NULL);
+        }
 
         f.n_seeds = load_seeds(zoo, tmpdir, f.seeds);
         fleet_plan(&f);
 
-        char *url = NULL;
-        if (asprintf(&url, "sqlite:%s", path) < 0)
-                die("asprintf", NULL);
+        /* A SQLite file is made afresh unless reused; a PostgreSQL database
+         * must be empty unless reused (the bench never drops data). */
         struct stat sb;
-        bool fresh = !(reuse && stat(path, &sb) == 0);
-        if (fresh)
+        if (path && !(reuse && stat(path, &sb) == 0))
                 unlink(path);
         mp_store *s = NULL;
         mp_error err;
         double t0 = now_s();
         if (mp_store_open(url, &s, &err) < 0)
-                die(path, &err);
-        if (fresh)
+                die(url, &err);
+        size_t hosts = store_host_count(s);
+        if (hosts > 0 && !reuse) {
+                fprintf(stderr, "blast_radius bench: %s already holds %zu hosts: use --reuse (with the options it was"
+                                " filled with) or an empty store\n", url, hosts);
+                return 2;
+        }
+        if (hosts == 0)
                 fill(s, &f);
         else
-                printf("reusing %s (opened in %.1f s)\n", path, now_s() - t0);
-        if (stat(path, &sb) == 0)
+                printf("reusing %s with %zu hosts (opened in %.1f s; filled with the same --fingerprints, --hosts,"
+                       " --families and --locations, it is assumed)\n", url, hosts, now_s() - t0);
+        if (path && stat(path, &sb) == 0)
                 printf("store: %s, %.2f GB, %zu fingerprints, %zu hosts, %zu families\n", path,
                        (double) sb.st_size / 1e9, f.n_fp, f.n_hosts, f.n_families);
+        else
+                printf("store: %s, %zu fingerprints, %zu hosts, %zu families\n", url, f.n_fp, f.n_hosts,
+                       f.n_families);
 
         /* Width clusters. */
         size_t cluster[ELEMENTSOF(widths)] = {};
@@ -605,7 +775,7 @@ int main(int argc, char **argv) {
                 die("scan", &err);
         double scan_s = now_s() - ts;
         size_t sample = f.n_fp < 2000 ? f.n_fp : 2000;
-        double per_fp = full_scoring_per_fp(s, &f, t->fp, sample);
+        double fetch_per = 0, per_fp = full_scoring_per_fp(s, &f, t->fp, sample, &fetch_per);
         unsigned used_threads = threads;
         if (used_threads == 0) {
                 long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -613,9 +783,10 @@ int main(int argc, char **argv) {
         }
         double full_s = per_fp * (double) f.n_fp / used_threads;
         printf("reference: SQL read of all %llu records (%.2f GB): %.2f s; full scoring without pre-filter:"
-               " %.0f us per fingerprint (sample of %zu), %.1f s for all on %u threads\n",
-               (unsigned long long) sum.rows, (double) sum.bytes / 1e9, scan_s, per_fp * 1e6, sample, full_s,
-               used_threads);
+               " %.0f us per fingerprint (%.0f us of it reading the record; sample of %zu), %.1f s for all on %u"
+               " threads\n",
+               (unsigned long long) sum.rows, (double) sum.bytes / 1e9, scan_s, per_fp * 1e6, fetch_per * 1e6,
+               sample, full_s, used_threads);
 
         printf("blast radius (best of 3):\n");
         char label[96];
@@ -656,7 +827,7 @@ int main(int argc, char **argv) {
 
         /* host:path of the mid family's base. */
         char hp[128], hn[32];
-        host_name(f.first_of[mid] % f.n_hosts, hn, sizeof(hn));
+        host_name(location_host(&f, f.first_of[mid], 0), hn, sizeof(hn));
         snprintf(hp, sizeof(hp), "%s:/models/own/%zu", hn, f.first_of[mid]);
         ts = now_s();
         if (mp_blast_target_from_host_path(s, hp, &t, &err) < 0)
@@ -669,7 +840,7 @@ int main(int argc, char **argv) {
         printf("worst blast-radius latency: %.3f s (target <= 1 s: %s)\n", worst, worst <= 1.0 ? "met" : "NOT met");
 
         mp_store_close(s);
-        if (!store_path) {
+        if (!store_arg) {
                 unlink(path);
                 char *side = NULL;
                 if (asprintf(&side, "%s-wal", path) > 0) {

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""store_explain.py - the query plans of a filled PostgreSQL collector store.
+
+    store_explain.py postgresql://USER@HOST:PORT/DB
+
+Runs EXPLAIN (ANALYZE, BUFFERS) on the queries the collector's engine
+(collector/store_postgres.c) runs for the fleet questions, with parameters
+taken from the data itself: the most common hidden size and the tensor keys
+of one of its fingerprints (the blast-radius pre-filter), one model digest
+(where is it: blast radius locations, `query model`), one host (inventory of
+a host), and the whole present inventory.  Prints each plan with the table
+sizes first.  docs/scaling.md quotes its output for a store filled by
+tests/bench/blast_radius.sh --postgres.  Reads only."""
+import re
+import sys
+
+import psycopg2
+
+LOCATION_COLUMNS = ("SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present "
+                    "FROM inventory i JOIN hosts h ON h.id = i.host_id")
+
+
+def one(cur, sql, params=()):
+    cur.execute(sql, params)
+    return cur.fetchone()
+
+
+def explain(cur, title, sql, params):
+    print(f"--- {title}\n{sql}\n")
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
+    for (line,) in cur.fetchall():
+        # A blast radius's tensor keys are a few dozen 19-digit numbers.
+        line = re.sub(r"'\{([-0-9]+,){3,}[-0-9]+\}'", lambda m: f"'{{{m.group(0).count(',') + 1} keys}}'", line)
+        print("    " + line)
+    print()
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    conn = psycopg2.connect(sys.argv[1])
+    conn.set_session(readonly=True, autocommit=True)
+    cur = conn.cursor()
+
+    print("--- table sizes")
+    for table in ("hosts", "fingerprints", "tensor_keys", "inventory", "events"):
+        rows = one(cur, f"SELECT count(*) FROM {table}")[0]
+        size = one(cur, "SELECT pg_size_pretty(pg_total_relation_size(%s))", (table,))[0]
+        print(f"    {table:13} {rows:>12,} rows  {size:>10} with indexes")
+    print()
+
+    hidden = one(cur, "SELECT hidden_size FROM fingerprints GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0]
+    digest = one(cur, "SELECT digest FROM fingerprints WHERE hidden_size = %s LIMIT 1", (hidden,))[0]
+    cur.execute("SELECT key FROM tensor_keys WHERE digest = %s", (digest,))
+    keys = [k for (k,) in cur.fetchall()]
+    located = one(cur, "SELECT model_digest FROM inventory GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0]
+    host = one(cur, "SELECT host_id FROM inventory GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0]
+
+    explain(cur, f"blast radius, pre-filter: same width ({hidden}) or a shared tensor ({len(keys)} keys)",
+            "SELECT digest FROM fingerprints WHERE hidden_size = ANY (%s::bigint[]) AND has_weights = 1 "
+            "UNION SELECT digest FROM tensor_keys WHERE key = ANY (%s::bigint[]) ORDER BY 1",
+            ([hidden], keys))
+    explain(cur, "blast radius, one candidate's record", "SELECT record FROM fingerprints WHERE digest = %s",
+            (digest,))
+    explain(cur, "blast radius / query model: where a model is",
+            LOCATION_COLUMNS + " WHERE i.model_digest = %s ORDER BY i.host_id, i.path, i.first_seen", (located,))
+    explain(cur, "inventory of one host",
+            LOCATION_COLUMNS + " WHERE i.host_id = %s AND i.present >= 1 ORDER BY i.path, i.first_seen, "
+            "i.model_digest", (host,))
+    explain(cur, "fleet inventory (present)",
+            LOCATION_COLUMNS + " WHERE i.present >= 1 ORDER BY i.host_id, i.path, i.first_seen, i.model_digest",
+            ())
+    conn.close()
+
+
+if __name__ == "__main__":
+    main()
