@@ -44,6 +44,8 @@ void collector_config_usage(void) {
                "  --listen ADDR              HOST:PORT to serve on (default " COLLECTOR_LISTEN_DEFAULT
                "; port 0 = any free port)\n"
                "  --store URL                sqlite:PATH (default " COLLECTOR_STORE_DEFAULT ")\n"
+               "                             or postgresql://USER@HOST/DB (libpq URI; shared by\n"
+               "                             several collector instances)\n"
                "  --enroll-secret-file F     secret agents enroll with (required)\n"
                "  --query-token-file F       read-only token for the Query service (required)\n"
                "  --admin-token-file F       token for catalog push (default: push disabled)\n"
