@@ -39,7 +39,10 @@ import subprocess
 import sys
 import time
 
-UNIT_DIRS = ["/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"]
+# $MODELPROV_UNIT_DIRS (colon-separated) replaces the search path in the
+# runner's own test.
+UNIT_DIRS = (os.environ["MODELPROV_UNIT_DIRS"].split(":") if os.environ.get("MODELPROV_UNIT_DIRS")
+             else ["/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"])
 CREDSTORES = ["/etc/credstore", "/run/credstore", "/usr/lib/credstore"]
 START_TIMEOUT_S = 90
 EXIT_CREDENTIALS = 243
@@ -137,6 +140,8 @@ def load_credentials(settings, name, uid, gid):
 
 
 def setpriv_command(settings, uid, gid):
+    if "User" not in settings:
+        return []           # runs as the runner's own user: nothing to change
     caps = " ".join(settings.get("AmbientCapabilities", [])).split()
     bounding = " ".join(settings.get("CapabilityBoundingSet", [])).split()
     cap_list = ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
@@ -163,7 +168,9 @@ def supervise(name):
             f.write(s + "\n")
         os.replace(status_file + ".tmp", status_file)
 
-    user = last(settings, "User", "root")
+    # systemd runs a system unit without User= as root, which is who runs
+    # this in the package test; the runner's own test may run as anyone.
+    user = last(settings, "User") or pwd.getpwuid(os.getuid()).pw_name
     pw = pwd.getpwnam(user)
     gid = grp.getgrnam(last(settings, "Group")).gr_gid if last(settings, "Group") else pw.pw_gid
     uid = pw.pw_uid
@@ -216,18 +223,31 @@ def supervise(name):
             child.wait()
 
     signal.signal(signal.SIGTERM, on_term)
-    sock.settimeout(0.2)
     ready = False
-    while child.poll() is None:
-        try:
-            msg = sock.recv(65536).decode(errors="replace")
-        except (socket.timeout, InterruptedError):
-            continue
-        for line in msg.splitlines():
+
+    def take(msg):
+        nonlocal ready
+        for line in msg.decode(errors="replace").splitlines():
             notify_log.write(line + "\n")
             if line == "READY=1" and not ready:
                 ready = True
                 set_status(f"READY {child.pid}")
+
+    sock.settimeout(0.2)
+    while child.poll() is None:
+        try:
+            take(sock.recv(65536))
+        except (socket.timeout, InterruptedError):
+            continue
+    # The SIGTERM handler waits for the child inside the loop, so whatever it
+    # sent while stopping (STOPPING=1) is still queued: read it before the
+    # exit is recorded, as systemd does.
+    sock.setblocking(False)
+    while True:
+        try:
+            take(sock.recv(65536))
+        except BlockingIOError:
+            break
     set_status(f"EXITED {child.returncode}")
     sys.exit(0)
 
