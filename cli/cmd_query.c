@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -26,12 +25,13 @@
 #include "modelprov.pb-c.h"
 #include "output.h"
 #include "pass/pass.h"
+#include "query_calls.h"
 #include "rows.h"
 #include "util/macro.h"
 #include "util/strutil.h"
 
-#define DIGEST_BYTES 32
-#define HISTORY_LIMIT_MAX 100000         /* the collector's */
+#define DIGEST_BYTES CLI_DIGEST_BYTES
+#define HISTORY_LIMIT_MAX CLI_HISTORY_LIMIT_MAX
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -97,24 +97,6 @@ static json_t *item_json(const Modelprov__V1__InventoryItem *it) {
                 return NULL;
         }
         return o;
-}
-
-/* Inventory order for people: by hostname, path, then first seen (the
- * collector orders by host id). */
-static int item_order(const void *a, const void *b) {
-        const Modelprov__V1__InventoryItem *x = *(Modelprov__V1__InventoryItem *const *) a,
-                                           *y = *(Modelprov__V1__InventoryItem *const *) b;
-        int c = strcmp(x->hostname, y->hostname);
-        if (c == 0)
-                c = strcmp(x->path, y->path);
-        if (c == 0)
-                c = (x->first_seen > y->first_seen) - (x->first_seen < y->first_seen);
-        return c;
-}
-
-static void sort_items(Modelprov__V1__InventoryItem **items, size_t n) {
-        if (n > 1)
-                qsort(items, n, sizeof(*items), item_order);
 }
 
 /* Appends row to rows; false (and rows dropped) when either is NULL. */
@@ -210,17 +192,6 @@ static int parse_query(int argc, char **argv, const struct option *options, cons
 
 /* ---- hosts -------------------------------------------------------------- */
 
-static int fetch_hosts(cli_collector *cc, Modelprov__V1__HostsResponse **ret) {
-        Modelprov__V1__HostsRequest req = MODELPROV__V1__HOSTS_REQUEST__INIT;
-        return cli_collector_call(cc, "/modelprov.v1.Query/Hosts", &req.base, &modelprov__v1__hosts_response__descriptor,
-                                  (ProtobufCMessage **) ret);
-}
-
-static void hosts_freep(Modelprov__V1__HostsResponse **h) {
-        if (*h)
-                modelprov__v1__hosts_response__free_unpacked(*h, NULL);
-}
-
 /* The host id of H, a host id or a hostname known to the collector.
  * Prints errors: an unknown host, a hostname shared by several hosts. */
 static int resolve_host(const Modelprov__V1__HostsResponse *hosts, const char *h, const char **ret) {
@@ -303,8 +274,8 @@ static int query_hosts(int argc, char **argv) {
         _cleanup_(cli_collector_done) cli_collector cc = {0};
         if (cli_collector_connect(&q.conn, "query token", &cc) < 0)
                 return EXIT_ERROR;
-        _cleanup_(hosts_freep) Modelprov__V1__HostsResponse *resp = NULL;
-        if (fetch_hosts(&cc, &resp) < 0)
+        _cleanup_(cli_hosts_freep) Modelprov__V1__HostsResponse *resp = NULL;
+        if (cli_fetch_hosts(&cc, &resp) < 0)
                 return EXIT_ERROR;
 
         json_t *rows = json_array();
@@ -336,21 +307,15 @@ static int query_inventory(int argc, char **argv) {
         if (cli_collector_connect(&q.conn, "query token", &cc) < 0)
                 return EXIT_ERROR;
 
-        Modelprov__V1__InventoryRequest req = MODELPROV__V1__INVENTORY_REQUEST__INIT;
-        _cleanup_(hosts_freep) Modelprov__V1__HostsResponse *hosts = NULL;
-        if (q.host) {
-                const char *id;
-                if (fetch_hosts(&cc, &hosts) < 0 || resolve_host(hosts, q.host, &id) < 0)
-                        return EXIT_ERROR;
-                req.host_id = (char *) id;
-        }
-        req.include_removed = q.all;
+        _cleanup_(cli_hosts_freep) Modelprov__V1__HostsResponse *hosts = NULL;
+        const char *host_id = NULL;
+        if (q.host && (cli_fetch_hosts(&cc, &hosts) < 0 || resolve_host(hosts, q.host, &host_id) < 0))
+                return EXIT_ERROR;
 
         Modelprov__V1__InventoryResponse *resp = NULL;
-        if (cli_collector_call(&cc, "/modelprov.v1.Query/Inventory", &req.base,
-                               &modelprov__v1__inventory_response__descriptor, (ProtobufCMessage **) &resp) < 0)
+        if (cli_fetch_inventory(&cc, host_id, q.all, &resp) < 0)
                 return EXIT_ERROR;
-        sort_items(resp->items, resp->n_items);
+        cli_sort_items(resp->items, resp->n_items);
         json_t *rows = json_array();
         for (size_t i = 0; rows && i < resp->n_items; i++)
                 append(&rows, item_json(resp->items[i]));
@@ -392,45 +357,6 @@ static json_t *hit_json(const Modelprov__V1__BlastRadiusHit *h) {
         return row_in_column_order(o, blast_columns, ELEMENTSOF(blast_columns));
 }
 
-/* Parses 64 hex digits (either case) into 32 bytes. */
-static bool parse_digest(const char *s, uint8_t out[DIGEST_BYTES]) {
-        if (strlen(s) != 2 * DIGEST_BYTES)
-                return false;
-        for (size_t i = 0; i < DIGEST_BYTES; i++) {
-                unsigned v;
-                if (!strchr("0123456789abcdefABCDEF", s[2 * i]) || !strchr("0123456789abcdefABCDEF", s[2 * i + 1]) ||
-                    sscanf(s + 2 * i, "%2x", &v) != 1)
-                        return false;
-                out[i] = (uint8_t) v;
-        }
-        return true;
-}
-
-/* Fills the request's one target from X, in the documented order: digest,
- * local file (record or model), HOST:PATH, catalog entry. */
-static int blast_target(const query_options *q, Modelprov__V1__BlastRadiusRequest *req, uint8_t digest[DIGEST_BYTES],
-                        mp_fingerprint **ret_fp) {
-        const char *x = q->model;
-        struct stat st;
-
-        if (parse_digest(x, digest)) {
-                req->model_digest = (ProtobufCBinaryData) { DIGEST_BYTES, digest };
-                return 0;
-        }
-        if (stat(x, &st) == 0) {
-                int r = cli_load_fingerprint(x, &q->mo, NULL, ret_fp);
-                if (r < 0)
-                        return r;
-                req->fingerprint = *ret_fp;
-                return 0;
-        }
-        if (strchr(x, ':'))
-                req->host_path = (char *) x;
-        else
-                req->catalog_entry = (char *) x;
-        return 0;
-}
-
 static int query_blast_radius(int argc, char **argv) {
         static const struct option options[] = {
                 { "model",     required_argument, NULL, OPT_MODEL },
@@ -456,14 +382,13 @@ static int query_blast_radius(int argc, char **argv) {
         Modelprov__V1__BlastRadiusRequest req = MODELPROV__V1__BLAST_RADIUS_REQUEST__INIT;
         uint8_t digest[DIGEST_BYTES];
         _cleanup_(mp_fingerprint_freep) mp_fingerprint *fp = NULL;
-        if (blast_target(&q, &req, digest, &fp) < 0)
+        if (cli_blast_target(q.model, &q.mo, &req, digest, &fp) < 0)
                 return EXIT_ERROR;
         req.threshold = q.threshold;
         req.include_removed = q.all;
 
         Modelprov__V1__BlastRadiusResponse *resp = NULL;
-        if (cli_collector_call(&cc, "/modelprov.v1.Query/BlastRadius", &req.base,
-                               &modelprov__v1__blast_radius_response__descriptor, (ProtobufCMessage **) &resp) < 0)
+        if (cli_fetch_blast_radius(&cc, &req, &resp) < 0)
                 return EXIT_ERROR;
 
         json_t *rows = json_array();
@@ -520,7 +445,7 @@ static int query_model(int argc, char **argv) {
                 return r > 0 ? EXIT_OK : EXIT_ERROR;
         uint8_t digest[DIGEST_BYTES];
         char buf[128];
-        if (!parse_digest(argv[optind], digest)) {
+        if (!cli_parse_digest(argv[optind], digest)) {
                 fprintf(stderr, "modelprov: error: '%s' is not a model digest (64 hex digits)\n",
                         mp_printable(buf, sizeof(buf), argv[optind]));
                 return EXIT_ERROR;
@@ -529,14 +454,11 @@ static int query_model(int argc, char **argv) {
         _cleanup_(cli_collector_done) cli_collector cc = {0};
         if (cli_collector_connect(&q.conn, "query token", &cc) < 0)
                 return EXIT_ERROR;
-        Modelprov__V1__ModelRequest req = MODELPROV__V1__MODEL_REQUEST__INIT;
-        req.model_digest = (ProtobufCBinaryData) { DIGEST_BYTES, digest };
         Modelprov__V1__ModelResponse *resp = NULL;
-        if (cli_collector_call(&cc, "/modelprov.v1.Query/Model", &req.base, &modelprov__v1__model_response__descriptor,
-                               (ProtobufCMessage **) &resp) < 0)
+        if (cli_fetch_model(&cc, digest, &resp) < 0)
                 return EXIT_ERROR;
 
-        sort_items(resp->locations, resp->n_locations);
+        cli_sort_items(resp->locations, resp->n_locations);
         json_t *rows = json_array();
         for (size_t i = 0; rows && i < resp->n_locations; i++)
                 append(&rows, item_json(resp->locations[i]));
@@ -641,23 +563,15 @@ static int query_history(int argc, char **argv) {
         if (cli_collector_connect(&q.conn, "query token", &cc) < 0)
                 return EXIT_ERROR;
         /* The hosts give the events their hostnames (and resolve --host). */
-        _cleanup_(hosts_freep) Modelprov__V1__HostsResponse *hosts = NULL;
-        if (fetch_hosts(&cc, &hosts) < 0)
+        _cleanup_(cli_hosts_freep) Modelprov__V1__HostsResponse *hosts = NULL;
+        if (cli_fetch_hosts(&cc, &hosts) < 0)
                 return EXIT_ERROR;
-        Modelprov__V1__HistoryRequest req = MODELPROV__V1__HISTORY_REQUEST__INIT;
-        if (q.host) {
-                const char *id;
-                if (resolve_host(hosts, q.host, &id) < 0)
-                        return EXIT_ERROR;
-                req.host_id = (char *) id;
-        }
-        if (q.path)
-                req.path = (char *) q.path;
-        req.limit = q.limit;
+        const char *host_id = NULL;
+        if (q.host && resolve_host(hosts, q.host, &host_id) < 0)
+                return EXIT_ERROR;
 
         Modelprov__V1__HistoryResponse *resp = NULL;
-        if (cli_collector_call(&cc, "/modelprov.v1.Query/History", &req.base,
-                               &modelprov__v1__history_response__descriptor, (ProtobufCMessage **) &resp) < 0)
+        if (cli_fetch_history(&cc, host_id, q.path, q.limit, &resp) < 0)
                 return EXIT_ERROR;
         json_t *rows = json_array();
         for (size_t i = 0; rows && i < resp->n_events; i++)

@@ -9,4 +9,5 @@ int cmd_diff(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_query(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_status(int argc, char **argv);

@@ -21,6 +21,7 @@ static const command commands[] = {
         { "catalog",     cmd_catalog,     "manage a catalog of reference fingerprints (add, list, remove, import)" },
         { "scan",        cmd_scan,        "rank a model's matches in a catalog" },
         { "query",       cmd_query,       "ask the collector: hosts, inventory, blast radius, model, history" },
+        { "report",      cmd_report,      "fleet inventory or blast-radius report: HTML with a lineage graph, Markdown, CSV" },
         { "status",      cmd_status,      "what the host agent knows: roots, models, outbox, collector contact, findings" },
 };
 

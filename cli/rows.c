@@ -1,4 +1,5 @@
 /* rows.c - JSON rows printed as table, CSV or JSON (see rows.h). */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -153,51 +154,50 @@ static void print_table(json_t *rows, const row_column *cols, size_t n_cols) {
 
 /* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
  * break, quotes doubled. */
-static void csv_text(const char *s) {
+static void csv_text(FILE *f, const char *s) {
         if (!strpbrk(s, ",\"\r\n")) {
-                fputs(s, stdout);
+                fputs(s, f);
                 return;
         }
-        putchar('"');
+        fputc('"', f);
         for (; *s; s++) {
                 if (*s == '"')
-                        putchar('"');
-                putchar(*s);
+                        fputc('"', f);
+                fputc(*s, f);
         }
-        putchar('"');
+        fputc('"', f);
 }
 
-static void csv_value(const json_t *v) {
-        char buf[64];
+static void csv_value(FILE *f, const json_t *v) {
         if (!v || json_is_null(v))
                 return;
         if (json_is_string(v))
-                csv_text(json_string_value(v));
+                csv_text(f, json_string_value(v));
         else if (json_is_integer(v))
-                printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else if (json_is_real(v)) {
-                snprintf(buf, sizeof(buf), "%.10g", json_real_value(v));
-                fputs(buf, stdout);
-        } else if (json_is_boolean(v))
-                fputs(json_is_true(v) ? "true" : "false", stdout);
+                fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v))
+                fprintf(f, "%.10g", json_real_value(v));
+        else if (json_is_boolean(v))
+                fputs(json_is_true(v) ? "true" : "false", f);
 }
 
-static void print_csv(json_t *rows, const row_column *cols, size_t n_cols) {
+void rows_write_csv(FILE *f, json_t *rows, const row_column *cols, size_t n_cols) {
+        assert(f && rows && cols);
         for (size_t c = 0; c < n_cols; c++) {
                 if (c)
-                        putchar(',');
-                csv_text(cols[c].key);
+                        fputc(',', f);
+                csv_text(f, cols[c].key);
         }
-        fputs("\r\n", stdout);
+        fputs("\r\n", f);
         size_t i;
         json_t *row;
         json_array_foreach(rows, i, row) {
                 for (size_t c = 0; c < n_cols; c++) {
                         if (c)
-                                putchar(',');
-                        csv_value(json_object_get(row, cols[c].key));
+                                fputc(',', f);
+                        csv_value(f, json_object_get(row, cols[c].key));
                 }
-                fputs("\r\n", stdout);
+                fputs("\r\n", f);
         }
 }
 
@@ -210,7 +210,7 @@ int rows_print(rows_format f, json_t *rows, const row_column *cols, size_t n_col
         if (f == ROWS_JSON)
                 return cli_print_json(rows);
         if (f == ROWS_CSV)
-                print_csv(rows, cols, n_cols);
+                rows_write_csv(stdout, rows, cols, n_cols);
         else {
                 if (json_array_size(rows) > 0)
                         print_table(rows, cols, n_cols);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
@@ -44,6 +45,10 @@ int row_set_all(json_t *o, const char *const *keys, json_t **values, size_t n);
 
 /* o's keys in column order (o consumed; NULL on failure). */
 json_t *row_in_column_order(json_t *o, const row_column *cols, size_t n_cols);
+
+/* Writes rows (not consumed) to f as CSV (RFC 4180, CRLF line ends), a
+ * header of the column keys first. */
+void rows_write_csv(FILE *f, json_t *rows, const row_column *cols, size_t n_cols);
 
 /* Prints rows (consumed; NULL reports out of memory) in format f; tables
  * end with footer (may be NULL).  0, or a negative errno. */

@@ -11,6 +11,8 @@ packages=(
         libgrpc-dev libinih-dev libsystemd-dev libpq-dev python3-grpcio python3-grpc-tools
         postgresql python3-psycopg2     # the collector suite on PostgreSQL (tests/postgres)
         python3 coreutils openssl
+        libgraphviz-dev         # `modelprov report`'s lineage graph (libgvc: dot layout, SVG)
+        chromium fonts-liberation   # tests/integration/test_cli_report.py renders the reports headless
         lintian man-db          # the package test (tests/package); the build
                                 # dependencies come from debian/control
 )
