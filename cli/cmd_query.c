@@ -131,18 +131,6 @@ enum { OPT_JSON = 256, OPT_CSV, OPT_HOST, OPT_PATH, OPT_LIMIT, OPT_ALL, OPT_MODE
         { "help", no_argument, NULL, 'h' },                     \
         CLI_COLLECTOR_LONG_OPTIONS
 
-static int parse_threshold(const char *arg, double *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(arg, &end);
-        if (errno || end == arg || *end || !(v >= 0 && v <= 1)) {
-                fprintf(stderr, "modelprov: error: --threshold needs a number from 0 to 1\n");
-                return -EINVAL;
-        }
-        *ret = v;
-        return 0;
-}
-
 static int parse_limit(const char *arg, uint64_t *ret) {
         char *end;
         errno = 0;
@@ -173,7 +161,7 @@ static int parse_query(int argc, char **argv, const struct option *options, cons
                 case OPT_MODEL: q->model = optarg; break;
                 case OPT_ALL: q->all = true; break;
                 case OPT_THRESHOLD:
-                        if (parse_threshold(optarg, &q->threshold) < 0)
+                        if (cli_parse_threshold(optarg, &q->threshold) < 0)
                                 return -EINVAL;
                         break;
                 case OPT_LIMIT:

@@ -49,18 +49,6 @@ typedef struct report_options {
 
 enum { OPT_FORMAT = 256, OPT_THRESHOLD };
 
-static int parse_threshold(const char *arg, double *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(arg, &end);
-        if (errno || end == arg || *end || !(v >= 0 && v <= 1)) {
-                fprintf(stderr, "modelprov: error: --threshold needs a number from 0 to 1\n");
-                return -EINVAL;
-        }
-        *ret = v;
-        return 0;
-}
-
 /* The format --format names, else the one -o's file name suggests. */
 static int pick_format(const report_options *o, report_format *ret) {
         static const struct { const char *name; report_format format; } names[] = {
@@ -110,7 +98,7 @@ static int parse_report(int argc, char **argv, bool blast, report_options *o) {
                                 fprintf(stderr, "modelprov: error: --threshold is for blast-radius\n");
                                 return -EINVAL;
                         }
-                        if (parse_threshold(optarg, &o->blast.threshold) < 0)
+                        if (cli_parse_threshold(optarg, &o->blast.threshold) < 0)
                                 return -EINVAL;
                         break;
                 default:

@@ -48,18 +48,6 @@ static int parse_top_k(const char *arg, size_t *ret) {
         return 0;
 }
 
-static int parse_threshold(const char *arg, double *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(arg, &end);
-        if (errno || end == arg || *end || !(v >= 0 && v <= 1)) {
-                fprintf(stderr, "modelprov: error: --threshold needs a number from 0 to 1\n");
-                return -EINVAL;
-        }
-        *ret = v;
-        return 0;
-}
-
 static const char *evidence(const mp_scan_match *m) {
         return m->has_weights ? "weights" : METADATA_ONLY_NOTE;
 }
@@ -178,7 +166,7 @@ int cmd_scan(int argc, char **argv) {
                                 return EXIT_ERROR;
                         break;
                 case OPT_THRESHOLD:
-                        if (parse_threshold(optarg, &so.threshold) < 0)
+                        if (cli_parse_threshold(optarg, &so.threshold) < 0)
                                 return EXIT_ERROR;
                         break;
                 case OPT_JSON: json = true; break;

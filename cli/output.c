@@ -186,3 +186,15 @@ int cli_dispatch(const cli_subcommand *subs, size_t n, const char *what, void (*
         usage(stderr);
         return EXIT_ERROR;
 }
+
+int cli_parse_threshold(const char *arg, double *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(arg, &end);
+        if (errno || end == arg || *end || !(v >= 0 && v <= 1)) {
+                fprintf(stderr, "modelprov: error: --threshold needs a number from 0 to 1\n");
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}

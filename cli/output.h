@@ -20,6 +20,10 @@ enum {
 /* Prints "modelprov: error: FILE: byte N: REASON" to stderr. */
 void cli_print_error(const mp_error *err);
 
+/* --threshold's argument, a number from 0 to 1, into *ret; else prints the
+ * error and returns -EINVAL. */
+int cli_parse_threshold(const char *arg, double *ret);
+
 typedef struct cli_model_options {
         const char *ollama_store;
         unsigned jobs;
