@@ -1,12 +1,14 @@
 /* blast_radius.c - exact copies, partial copies and lineage matches of a
  * target across the fleet's inventory (see blast_radius.h).
  *
- * The query runs in three steps: the store's pre-filter names the candidate
+ * The query runs in two steps: the store's pre-filter names the candidate
  * fingerprints (one SQL read on covering indexes); workers score them, each
- * claiming the next candidate from a shared counter, reading and unpacking
- * its record and comparing it with the target; the matched digests are then
- * mapped to inventory rows.  A candidate's verdict lands in its own slot of
- * a results array, so the workers share nothing they write. */
+ * claiming the next batch of candidates from a shared counter, reading their
+ * scoring records (store.h: what compare needs here, less than half of a
+ * record) in one store call, unpacking and comparing each with the target,
+ * then reading the inventory rows of the batch's hits in one more call.  A
+ * candidate's verdict lands in its own slot of a results array, and a
+ * batch's rows in its own entry, so the workers share nothing they write. */
 #include "collector/blast_radius.h"
 
 #include <assert.h>
@@ -26,8 +28,9 @@
 #include "util/strutil.h"
 
 /* Below this many candidates per thread, another thread costs more (a store
- * handle, a comparison query) than it saves. */
-#define CANDIDATES_PER_THREAD 64
+ * handle, a comparison query) than it saves; a thread scores at least one
+ * batch (MP_BLAST_DEFAULT_BATCH). */
+#define CANDIDATES_PER_THREAD MP_BLAST_DEFAULT_BATCH
 #define DEFAULT_MAX_THREADS 8
 
 /* lineage_explains(): tensors this close (1 - median relative change) are
@@ -213,15 +216,14 @@ int mp_blast_target_from_catalog_entry(mp_store *s, const char *name, mp_blast_t
 /* ---- host:path ---------------------------------------------------------- */
 
 /* The row of host_id at path that names the model there: the present one,
- * else the last seen.  *found stays false when there is none. */
+ * else the last seen (one keyed lookup).  *found stays false when there is
+ * none. */
 static int host_path_row(mp_store *s, const char *host_id, const char *path, mp_store_location *best, bool *found,
                          mp_error *err) {
         mp_store_location *l = NULL;
         size_t n = 0;
-        int r = mp_store_inventory(s, host_id, false, &l, &n, err);
+        int r = mp_store_inventory_at(s, host_id, path, &l, &n, err);
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                if (strcmp(l[i].path, path) != 0)
-                        continue;
                 bool better = !*found || (l[i].present && !best->present) ||
                               (l[i].present == best->present && l[i].last_seen > best->last_seen);
                 if (better) {
@@ -250,18 +252,14 @@ int mp_blast_target_from_host_path(mp_store *s, const char *host_path, mp_blast_
         host[host_len] = 0;
         const char *path = colon + 1;
 
-        mp_store_host *h = NULL;
-        size_t n_hosts = 0;
-        int r = mp_store_hosts(s, &h, &n_hosts, err);
+        _cleanup_(freep) char (*ids)[MP_STORE_HOST_ID_SIZE] = NULL;
         size_t n_named = 0, n_holding = 0;
+        int r = mp_store_find_hosts(s, host, &ids, &n_named, err);
         mp_store_location best = {}, mine = {};
         bool found = false, conflict = false;
-        for (size_t i = 0; r >= 0 && i < n_hosts; i++) {
-                if (strcmp(h[i].id, host) != 0 && strcmp(h[i].hostname, host) != 0)
-                        continue;
-                n_named++;
+        for (size_t i = 0; r >= 0 && i < n_named; i++) {
                 bool here = false;
-                r = host_path_row(s, h[i].id, path, &mine, &here, err);
+                r = host_path_row(s, ids[i], path, &mine, &here, err);
                 if (r < 0 || !here)
                         continue;
                 if (n_holding++ > 0 && memcmp(mine.model_digest, best.model_digest, MP_STORE_DIGEST_SIZE) != 0)
@@ -270,7 +268,6 @@ int mp_blast_target_from_host_path(mp_store *s, const char *host_path, mp_blast_
                 found = true;
                 mine = (mp_store_location) {};
         }
-        mp_store_hosts_free(h, n_hosts);
         if (r < 0)
                 return r;
 
@@ -374,8 +371,10 @@ static void target_index_done(target_index *ti) {
 
 /* ---- scoring ------------------------------------------------------------ */
 
+
 /* What scoring found for one candidate: for a hit, also its inventory
- * rows, fetched by the worker (in parallel, on its own handle). */
+ * rows (a run of its batch's rows, fetched by the worker in parallel, on
+ * its own handle). */
 typedef struct verdict_slot {
         bool hit;
         bool unreadable;
@@ -395,14 +394,26 @@ typedef struct scoring {
         double threshold;
         const uint8_t *candidates;      /* n * 32 bytes */
         size_t n;
+        /* Candidates a worker claims at a time (options.batch): one store
+         * call fetches their records, one more the inventory rows of those
+         * that hit.  Per-candidate calls made blast radius a matter of round
+         * trips (two per candidate on PostgreSQL); a batch amortises them
+         * while leaving enough batches to balance the threads. */
+        size_t batch;
+        bool full_records;              /* options.full_records */
         verdict_slot *slots;            /* n */
-        atomic_size_t next;
+        mp_store_location **batch_rows; /* per batch: the rows its slots point into */
+        size_t *batch_n_rows;
+        atomic_size_t next;             /* the next batch */
         atomic_bool stop;
 } scoring;
 
 typedef struct worker {
         scoring *sc;
         mp_store *store;                /* a helper handle of the caller's, or the caller's */
+        mp_compare_query *q;
+        mp_bump bump;
+        size_t first, n_batch;          /* the batch being scored: candidates [first, first + n_batch) */
         pthread_t thread;
         bool started;
         int r;
@@ -480,22 +491,12 @@ static bool lineage_explains(const mp_comparison *c, const overlap *o) {
                o->rearranged;
 }
 
-static int score_one(worker *w, mp_compare_query *q, mp_bump *bump, size_t i) {
+/* Scores candidate i from its packed record into its slot. */
+static int score_one(worker *w, size_t i, const uint8_t *rec, size_t len) {
         scoring *sc = w->sc;
         verdict_slot *v = &sc->slots[i];
-        const uint8_t *digest = sc->candidates + i * MP_STORE_DIGEST_SIZE;
 
-        _cleanup_(freep) uint8_t *rec = NULL;
-        size_t len = 0;
-        int r = mp_store_fingerprint(w->store, digest, &rec, &len, &w->err);
-        if (r == -ENOENT) {             /* cannot happen: fingerprints are never deleted */
-                v->unreadable = true;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-
-        ProtobufCAllocator alloc = mp_bump_protobuf_allocator(bump);
+        ProtobufCAllocator alloc = mp_bump_protobuf_allocator(&w->bump);
         mp_fingerprint *b = NULL;
         if (mp_fingerprint_unpack_with("stored record", rec, len, &alloc, &b, NULL) < 0) {
                 v->unreadable = true;
@@ -512,7 +513,7 @@ static int score_one(worker *w, mp_compare_query *q, mp_bump *bump, size_t i) {
         }
 
         mp_comparison c;
-        r = mp_compare_query_run(q, b, NULL, &c);
+        int r = mp_compare_query_run(w->q, b, NULL, &c);
         if (r < 0)
                 return mp_error_set(&w->err, r, NULL, -1, "out of memory");
         v->scored = true;
@@ -536,28 +537,104 @@ static int score_one(worker *w, mp_compare_query *q, mp_bump *bump, size_t i) {
                 v->score = identity;
                 v->verdict = c.verdict;
         }
-        return v->hit ? mp_store_locations(w->store, digest, &v->rows, &v->n_rows, &w->err) : 0;
+        return 0;
+}
+
+static int cmp_digest(const void *a, const void *b) {
+        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
+}
+
+/* mp_store_fingerprints() callback: the record of one candidate of the
+ * worker's batch (found by digest: candidates are sorted). */
+static int score_record(const uint8_t *digest, const uint8_t *rec, size_t len, void *userdata) {
+        worker *w = userdata;
+        const uint8_t *base = w->sc->candidates + w->first * MP_STORE_DIGEST_SIZE;
+        const uint8_t *at = bsearch(digest, base, w->n_batch, MP_STORE_DIGEST_SIZE, cmp_digest);
+        if (!at)
+                return 0;               /* not asked for: cannot happen */
+        size_t i = w->first + (size_t) (at - base) / MP_STORE_DIGEST_SIZE;
+        if (w->sc->slots[i].scored || w->sc->slots[i].unreadable)
+                return 0;
+        int r = score_one(w, i, rec, len);
+        mp_bump_reset(&w->bump);
+        return r;
+}
+
+/* The inventory rows of the batch's hits, in one store call; each hit's
+ * slot points at its run of rows (ordered by digest, as the slots). */
+static int batch_locations(worker *w, size_t batch) {
+        scoring *sc = w->sc;
+        _cleanup_(freep) uint8_t *hits = malloc(w->n_batch * MP_STORE_DIGEST_SIZE);
+        if (!hits)
+                return mp_error_set(&w->err, -ENOMEM, NULL, -1, "out of memory");
+        size_t n_hits = 0;
+        for (size_t i = w->first; i < w->first + w->n_batch; i++)
+                if (sc->slots[i].hit)
+                        memcpy(hits + n_hits++ * MP_STORE_DIGEST_SIZE, sc->candidates + i * MP_STORE_DIGEST_SIZE,
+                               MP_STORE_DIGEST_SIZE);
+        if (n_hits == 0)
+                return 0;
+
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        int r = mp_store_locations_of(w->store, hits, n_hits, &l, &n, &w->err);
+        if (r < 0)
+                return r;
+        sc->batch_rows[batch] = l;
+        sc->batch_n_rows[batch] = n;
+        size_t at = 0;
+        for (size_t i = w->first; i < w->first + w->n_batch; i++) {
+                verdict_slot *v = &sc->slots[i];
+                if (!v->hit)
+                        continue;
+                const uint8_t *d = sc->candidates + i * MP_STORE_DIGEST_SIZE;
+                while (at < n && memcmp(l[at].model_digest, d, MP_STORE_DIGEST_SIZE) < 0)
+                        at++;
+                v->rows = l + at;
+                while (at < n && memcmp(l[at].model_digest, d, MP_STORE_DIGEST_SIZE) == 0) {
+                        at++;
+                        v->n_rows++;
+                }
+        }
+        return 0;
+}
+
+static int score_batch(worker *w, size_t batch) {
+        scoring *sc = w->sc;
+        w->first = batch * sc->batch;
+        w->n_batch = sc->n - w->first < sc->batch ? sc->n - w->first : sc->batch;
+        const uint8_t *first = sc->candidates + w->first * MP_STORE_DIGEST_SIZE;
+        int r = sc->full_records ? mp_store_fingerprints(w->store, first, w->n_batch, score_record, w, &w->err)
+                                 : mp_store_scoring_records(w->store, first, w->n_batch, score_record, w, &w->err);
+        if (r < 0)
+                return r;
+        /* A candidate without a record cannot happen (fingerprints are
+         * never deleted): counted as unreadable. */
+        for (size_t i = w->first; i < w->first + w->n_batch; i++)
+                if (!sc->slots[i].scored)
+                        sc->slots[i].unreadable = true;
+        return batch_locations(w, batch);
 }
 
 static void *worker_run(void *userdata) {
         worker *w = userdata;
         scoring *sc = w->sc;
-        _cleanup_(mp_compare_query_freep) mp_compare_query *q = NULL;
-        mp_bump bump = {};
+        size_t n_batches = (sc->n + sc->batch - 1) / sc->batch;
 
-        w->r = mp_compare_query_new(sc->target->fp, &q);
+        w->r = mp_compare_query_new(sc->target->fp, &w->q);
         if (w->r < 0)
                 mp_error_set(&w->err, w->r, NULL, -1, "out of memory");
         while (w->r >= 0 && !atomic_load(&sc->stop)) {
-                size_t i = atomic_fetch_add(&sc->next, 1);
-                if (i >= sc->n)
+                size_t batch = atomic_fetch_add(&sc->next, 1);
+                if (batch >= n_batches)
                         break;
-                w->r = score_one(w, q, &bump, i);
-                mp_bump_reset(&bump);
+                w->r = score_batch(w, batch);
         }
         if (w->r < 0)
                 atomic_store(&sc->stop, true);
-        mp_bump_free(&bump);
+        mp_compare_query_free(w->q);
+        w->q = NULL;
+        mp_bump_free(&w->bump);
         return NULL;
 }
 
@@ -648,27 +725,131 @@ static int add_rows(verdict_slot *v, bool include_removed, hit_list *out, mp_err
         return r;
 }
 
-static void slots_free(verdict_slot *slots, size_t n) {
-        for (size_t i = 0; slots && i < n; i++)
-                mp_store_locations_free(slots[i].rows, slots[i].n_rows);
-        free(slots);
+/* The slots and the batches' rows (those add_rows() took are emptied). */
+static void scoring_done(scoring *sc) {
+        size_t n_batches = (sc->n + sc->batch - 1) / sc->batch;
+        for (size_t b = 0; sc->batch_rows && b < n_batches; b++)
+                mp_store_locations_free(sc->batch_rows[b], sc->batch_n_rows[b]);
+        free(sc->batch_rows);
+        free(sc->batch_n_rows);
+        free(sc->slots);
 }
 
-static int hit_order(const void *a, const void *b) {
-        const mp_blast_hit *x = a, *y = b;
-        bool ex = strcmp(x->relation, MP_BLAST_EXACT_COPY) == 0, ey = strcmp(y->relation, MP_BLAST_EXACT_COPY) == 0;
-        if (ex != ey)
-                return ex ? -1 : 1;
+/* The relation of exact copies: the hits of the target's own digest carry
+ * this very pointer, so that the sort (over 100,000 hits for a large
+ * family) tells them by address. */
+static const char exact_copy[] = MP_BLAST_EXACT_COPY;
+
+/* Sorting the hits (over 150,000 for a large family) with string compares
+ * of hostnames and host ids took a quarter of a blast radius: instead each
+ * hit gets the rank of its host among the hits' hosts (hostname, then id),
+ * and the sort compares numbers, strings only for two rows of one host at
+ * the same score. */
+typedef struct hit_key {
+        double score;
+        uint32_t host;                  /* the host's rank */
+        uint32_t index;                 /* into the hits: the last tie-break */
+        bool exact;
+} hit_key;
+
+static int host_rank_order(const void *a, const void *b, void *userdata) {
+        const mp_blast_hit *h = userdata;
+        const mp_blast_hit *x = &h[*(const uint32_t *) a], *y = &h[*(const uint32_t *) b];
+        int c = strcmp(x->loc.hostname, y->loc.hostname);
+        return c ? c : strcmp(x->loc.host_id, y->loc.host_id);
+}
+
+static int hit_key_order(const void *a, const void *b, void *userdata) {
+        const mp_blast_hit *h = userdata;
+        const hit_key *x = a, *y = b;
+        if (x->exact != y->exact)
+                return x->exact ? -1 : 1;
         if (x->score != y->score)
                 return x->score > y->score ? -1 : 1;
-        int c = strcmp(x->loc.hostname, y->loc.hostname);
+        if (x->host != y->host)
+                return x->host < y->host ? -1 : 1;
+        int c = strcmp(h[x->index].loc.path, h[y->index].loc.path);
         if (c == 0)
-                c = strcmp(x->loc.host_id, y->loc.host_id);
+                c = h[x->index].loc.first_seen < h[y->index].loc.first_seen ? -1
+                                                                           : h[x->index].loc.first_seen >
+                                                                                     h[y->index].loc.first_seen;
         if (c == 0)
-                c = strcmp(x->loc.path, y->loc.path);
-        if (c == 0)
-                c = x->loc.first_seen < y->loc.first_seen ? -1 : x->loc.first_seen > y->loc.first_seen;
+                c = x->index < y->index ? -1 : x->index > y->index;
         return c;
+}
+
+static uint64_t host_id_hash(const char *id) {
+        uint64_t x = 0xcbf29ce484222325ULL;     /* FNV-1a */
+        for (; *id; id++)
+                x = (x ^ (uint8_t) *id) * 0x100000001b3ULL;
+        return x;
+}
+
+/* Each hit's host rank into rank_of[] (n entries): the hosts found through
+ * an open-addressing table of host ids, then sorted. */
+static int host_ranks(const mp_blast_hit *h, size_t n, uint32_t *rank_of) {
+        size_t size = 1;
+        while (size < 2 * n)
+                size <<= 1;
+        _cleanup_(freep) uint32_t *table = calloc(size, sizeof(*table));       /* host + 1, 0: empty */
+        _cleanup_(freep) uint32_t *hosts = malloc(n * sizeof(*hosts));         /* a hit of each host */
+        _cleanup_(freep) uint32_t *rank = malloc(n * sizeof(*rank));           /* per host */
+        if (!table || !hosts || !rank)
+                return -ENOMEM;
+        size_t n_hosts = 0;
+        for (size_t i = 0; i < n; i++) {
+                size_t at = host_id_hash(h[i].loc.host_id) & (size - 1);
+                while (table[at] && strcmp(h[hosts[table[at] - 1]].loc.host_id, h[i].loc.host_id) != 0)
+                        at = (at + 1) & (size - 1);
+                if (!table[at]) {
+                        hosts[n_hosts] = (uint32_t) i;
+                        table[at] = (uint32_t) ++n_hosts;
+                }
+                rank_of[i] = table[at] - 1;     /* the host, for now */
+        }
+        /* hosts[] sorted becomes the ranking: rank[host] = its position. */
+        _cleanup_(freep) uint32_t *order = malloc(n_hosts * sizeof(*order));
+        if (!order)
+                return -ENOMEM;
+        for (size_t k = 0; k < n_hosts; k++)
+                order[k] = hosts[k];
+        qsort_r(order, n_hosts, sizeof(*order), host_rank_order, (void *) h);
+        for (size_t k = 0; k < n_hosts; k++) {
+                size_t at = host_id_hash(h[order[k]].loc.host_id) & (size - 1);
+                while (strcmp(h[hosts[table[at] - 1]].loc.host_id, h[order[k]].loc.host_id) != 0)
+                        at = (at + 1) & (size - 1);
+                rank[table[at] - 1] = (uint32_t) k;
+        }
+        for (size_t i = 0; i < n; i++)
+                rank_of[i] = rank[rank_of[i]];
+        return 0;
+}
+
+/* Orders the hits: exact copies first, then by score (highest first),
+ * hostname, host id, path and first_seen. */
+static int sort_hits(hit_list *out) {
+        size_t n = out->n;
+        if (n < 2)
+                return 0;
+        if (n > UINT32_MAX)
+                return -ENOMEM;
+        _cleanup_(freep) uint32_t *rank_of = malloc(n * sizeof(*rank_of));
+        _cleanup_(freep) hit_key *keys = malloc(n * sizeof(*keys));
+        mp_blast_hit *sorted = malloc(n * sizeof(*sorted));
+        if (!rank_of || !keys || !sorted || host_ranks(out->h, n, rank_of) < 0) {
+                free(sorted);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                keys[i] = (hit_key) { .score = out->h[i].score, .host = rank_of[i], .index = (uint32_t) i,
+                                      .exact = out->h[i].relation == exact_copy };
+        qsort_r(keys, n, sizeof(*keys), hit_key_order, out->h);
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = out->h[keys[i].index];
+        free(out->h);
+        out->h = sorted;
+        out->allocated = n;
+        return 0;
 }
 
 void mp_blast_hits_free(mp_blast_hit *h, size_t n) {
@@ -688,6 +869,8 @@ static int check_options(const mp_blast_options *o, double *threshold, mp_error 
                                     MP_BLAST_DEFAULT_THRESHOLD);
         if (o->threads > MP_BLAST_MAX_THREADS)
                 return mp_error_set(err, -EINVAL, NULL, -1, "at most %d threads", MP_BLAST_MAX_THREADS);
+        if (o->batch > MP_STORE_MAX_FETCH)
+                return mp_error_set(err, -EINVAL, NULL, -1, "at most %d candidates per batch", MP_STORE_MAX_FETCH);
         *threshold = o->threshold > 0 ? o->threshold : MP_BLAST_DEFAULT_THRESHOLD;
         return 0;
 }
@@ -721,18 +904,26 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
                         return r;
         }
 
-        verdict_slot *slots = calloc(n_cand ? n_cand : 1, sizeof(*slots));
-        if (!slots)
-                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        size_t batch = o->batch ? o->batch : MP_BLAST_DEFAULT_BATCH;
+        size_t n_batches = (n_cand + batch - 1) / batch;
         scoring sc = {
+                .batch = batch,
+                .full_records = o->full_records,
                 .store = s,
                 .target = t,
                 .ti = &ti,
                 .threshold = threshold,
                 .candidates = cand,
                 .n = n_cand,
-                .slots = slots,
+                .slots = calloc(n_cand ? n_cand : 1, sizeof(*sc.slots)),
+                .batch_rows = calloc(n_batches ? n_batches : 1, sizeof(*sc.batch_rows)),
+                .batch_n_rows = calloc(n_batches ? n_batches : 1, sizeof(*sc.batch_n_rows)),
         };
+        verdict_slot *slots = sc.slots;
+        if (!sc.slots || !sc.batch_rows || !sc.batch_n_rows) {
+                scoring_done(&sc);
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        }
         atomic_init(&sc.next, 0);
         atomic_init(&sc.stop, false);
         unsigned used = 0;
@@ -742,7 +933,7 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
         hit_list out = {};
         verdict_slot exact = {
                 .hit = true,
-                .relation = MP_BLAST_EXACT_COPY,
+                .relation = exact_copy,
                 .lineage = "identical copy",
                 .verdict = MP_VERDICT_CONFIRMED,
                 .score = 1,
@@ -757,6 +948,13 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
                 sum.models += out.n > 0;
                 mp_store_locations_free(exact.rows, exact.n_rows);
         }
+        /* Room for every row at once: the hits of a large family are
+         * over 100,000. */
+        size_t n_rows = out.n;
+        for (size_t i = 0; i < n_cand; i++)
+                n_rows += slots[i].hit ? slots[i].n_rows : 0;
+        if (r >= 0 && MP_GROW(out.h, out.allocated, n_rows) < 0)
+                r = mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
         for (size_t i = 0; r >= 0 && i < n_cand; i++) {
                 sum.scored += slots[i].scored;
                 sum.unreadable += slots[i].unreadable;
@@ -766,13 +964,16 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
                 r = add_rows(&slots[i], o->include_removed, &out, err);
                 sum.models += out.n > before;
         }
-        slots_free(slots, n_cand);
+        scoring_done(&sc);
         if (r < 0) {
                 mp_blast_hits_free(out.h, out.n);
                 return r;
         }
-        if (out.n > 1)
-                qsort(out.h, out.n, sizeof(*out.h), hit_order);
+        r = sort_hits(&out);
+        if (r < 0) {
+                mp_blast_hits_free(out.h, out.n);
+                return mp_error_set(err, r, NULL, -1, "out of memory");
+        }
         *hits = out.h;
         *n_hits = out.n;
         if (stats)

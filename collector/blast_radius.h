@@ -115,7 +115,16 @@ typedef struct mp_blast_options {
         /* Scoring threads, <= MP_BLAST_MAX_THREADS, at most one per
          * candidate; 0: the CPUs (at most 8), one per 64 candidates. */
         unsigned threads;
+        /* Candidates a thread fetches and scores per store call, at most
+         * MP_STORE_MAX_FETCH; 0: MP_BLAST_DEFAULT_BATCH.  Results do not
+         * depend on it (tests compare 1, one record per call, with more). */
+        unsigned batch;
+        /* Score the candidates' full records instead of their scoring
+         * records (store.h): slower, same results (tests compare both). */
+        bool full_records;
 } mp_blast_options;
+
+#define MP_BLAST_DEFAULT_BATCH 256
 
 typedef struct mp_blast_hit {
         mp_store_location loc;          /* host, path, model digest and name, first/last seen, present */

@@ -220,8 +220,59 @@ int mp_store_tensor_keys(const mp_fingerprint *fp, uint64_t *keys, size_t max) {
         return (int) k;
 }
 
-/* The structure and tensor keys of fp into c; the keys live in bump. */
+/* fp without what blast radius never reads (store.h), sharing fp's
+ * memory: valid as long as fp. */
+static void scoring_view(const mp_fingerprint *fp, mp_fingerprint *view, Modelprov__V1__Signals *signals) {
+        *view = *fp;
+        view->n_files = 0;
+        view->files = NULL;
+        view->tokenizer = NULL;
+        view->n_findings = 0;
+        view->findings = NULL;
+        view->n_metadata = 0;
+        view->metadata = NULL;
+        view->tool_version = (char *) "";
+        view->revision = (char *) "";
+        view->layout = (char *) "";
+        if (!fp->signals)
+                return;
+        modelprov__v1__signals__init(signals);
+        signals->arch_hash = fp->signals->arch_hash;
+        signals->family_hash = fp->signals->family_hash;
+        signals->vocab_sketch = fp->signals->vocab_sketch;
+        signals->num_layers = fp->signals->num_layers;
+        signals->has_weights = fp->signals->has_weights;
+        view->signals = signals;
+}
+
+int mp_store_scoring_record(const mp_fingerprint *fp, uint8_t **ret, size_t *len) {
+        assert(fp && ret && len);
+        mp_fingerprint view;
+        Modelprov__V1__Signals signals;
+        scoring_view(fp, &view, &signals);
+        return mp_fingerprint_pack(&view, ret, len);
+}
+
+/* The scoring record of fp into c, packed in bump. */
+static int scoring_column(const mp_fingerprint *fp, mp_store_fp_columns *c, mp_bump *bump) {
+        mp_fingerprint view;
+        Modelprov__V1__Signals signals;
+        scoring_view(fp, &view, &signals);
+        size_t len = protobuf_c_message_get_packed_size(&view.base);
+        uint8_t *buf = mp_bump_alloc(bump, len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        c->scoring_len = protobuf_c_message_pack(&view.base, buf);
+        c->scoring = buf;
+        return 0;
+}
+
+/* The structure, tensor keys and scoring record of fp into c; they live in
+ * bump. */
 static int structure_columns(const mp_fingerprint *fp, mp_store_fp_columns *c, mp_bump *bump) {
+        int r = scoring_column(fp, c, bump);
+        if (r < 0)
+                return r;
         mp_store_structure_of(fp, &c->structure);
         size_t max = fp->n_tensors < MP_STORE_INDEXED_KEYS ? fp->n_tensors : MP_STORE_INDEXED_KEYS;
         uint64_t *keys = mp_bump_alloc(bump, (max ? max : 1) * sizeof(*keys));
@@ -765,6 +816,94 @@ int mp_store_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE]
                          mp_error *err) {
         assert(s && digest && ret && len);
         return s->engine->fingerprint(s, digest, ret, len, err);
+}
+
+static int check_fetch(size_t n, mp_error *err) {
+        if (n > MP_STORE_MAX_FETCH)
+                return mp_error_set(err, -EINVAL, NULL, -1, "%zu digests exceed the limit of %d per call", n,
+                                    MP_STORE_MAX_FETCH);
+        return 0;
+}
+
+static int cmp_digest(const void *a, const void *b) {
+        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
+}
+
+/* A sorted, distinct copy of n digests (at most MP_STORE_MAX_FETCH): the
+ * engines split it into statements in order, so that rows ordered by digest
+ * within each statement are ordered overall. */
+static int sorted_digests(const uint8_t *digests, size_t n, uint8_t **ret, size_t *n_ret, mp_error *err) {
+        int r = check_fetch(n, err);
+        if (r < 0)
+                return r;
+        uint8_t *d = malloc(n ? n * MP_STORE_DIGEST_SIZE : 1);
+        if (!d)
+                return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
+        if (n > 0)
+                memcpy(d, digests, n * MP_STORE_DIGEST_SIZE);
+        qsort(d, n, MP_STORE_DIGEST_SIZE, cmp_digest);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                if (k == 0 || cmp_digest(d + (k - 1) * MP_STORE_DIGEST_SIZE, d + i * MP_STORE_DIGEST_SIZE) != 0)
+                        memmove(d + k++ * MP_STORE_DIGEST_SIZE, d + i * MP_STORE_DIGEST_SIZE, MP_STORE_DIGEST_SIZE);
+        *ret = d;
+        *n_ret = k;
+        return 0;
+}
+
+static int fetch_records(mp_store *s, const uint8_t *digests, size_t n, bool scoring, mp_store_record_cb cb,
+                         void *userdata, mp_error *err) {
+        assert(s && cb);
+        assert(digests || n == 0);
+        _cleanup_(freep) uint8_t *d = NULL;
+        size_t k = 0;
+        int r = sorted_digests(digests, n, &d, &k, err);
+        if (r < 0 || k == 0)
+                return r;
+        return s->engine->fingerprints(s, d, k, scoring, cb, userdata, err);
+}
+
+int mp_store_fingerprints(mp_store *s, const uint8_t *digests, size_t n, mp_store_record_cb cb, void *userdata,
+                          mp_error *err) {
+        return fetch_records(s, digests, n, false, cb, userdata, err);
+}
+
+int mp_store_scoring_records(mp_store *s, const uint8_t *digests, size_t n, mp_store_record_cb cb, void *userdata,
+                             mp_error *err) {
+        return fetch_records(s, digests, n, true, cb, userdata, err);
+}
+
+int mp_store_locations_of(mp_store *s, const uint8_t *digests, size_t n, mp_store_location **ret, size_t *n_ret,
+                          mp_error *err) {
+        assert(s && ret && n_ret);
+        assert(digests || n == 0);
+        _cleanup_(freep) uint8_t *d = NULL;
+        size_t k = 0;
+        int r = sorted_digests(digests, n, &d, &k, err);
+        if (r < 0)
+                return r;
+        if (k == 0) {
+                *ret = NULL;
+                *n_ret = 0;
+                return 0;
+        }
+        return s->engine->locations_of(s, d, k, ret, n_ret, err);
+}
+
+int mp_store_find_hosts(mp_store *s, const char *name, char (**ret)[MP_STORE_HOST_ID_SIZE], size_t *n,
+                        mp_error *err) {
+        assert(s && ret && n);
+        int r = check_text(name, "host name", MP_STORE_MAX_IDENT, true, false, err);
+        return r < 0 ? r : s->engine->find_hosts(s, name, ret, n, err);
+}
+
+int mp_store_inventory_at(mp_store *s, const char *host_id, const char *path, mp_store_location **ret, size_t *n,
+                          mp_error *err) {
+        assert(s && ret && n);
+        int r = check_host_id(host_id, err);
+        if (r >= 0)
+                r = check_text(path, "path", MP_STORE_MAX_PATH, false, false, err);
+        return r < 0 ? r : s->engine->inventory_at(s, host_id, path, ret, n, err);
 }
 
 int mp_store_foreach_fingerprint(mp_store *s, const mp_store_fingerprint_filter *filter, mp_store_fingerprint_cb cb,

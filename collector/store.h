@@ -320,6 +320,59 @@ void mp_store_history_free(mp_store_history_entry *h, size_t n);
 int mp_store_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], uint8_t **ret, size_t *len,
                          mp_error *err);
 
+/* Blast radius reads thousands of records and locations a query: these
+ * fetch many digests per statement instead of one (round trips, not the
+ * statements, were its cost).  At most MP_STORE_MAX_FETCH digests a call,
+ * 32 bytes each, back to back. */
+#define MP_STORE_MAX_FETCH 4096
+
+/* Called with one stored record: digest (32 bytes) and record are valid
+ * during the call only, and the callback must not use the store.  A
+ * negative return stops the fetch and is returned. */
+typedef int (*mp_store_record_cb)(const uint8_t *digest, const uint8_t *record, size_t len, void *userdata);
+
+/* Calls cb for each of the n digests that has a stored record, once per
+ * distinct digest, in no particular order; digests without one are
+ * skipped (cb never sees them).  -EINVAL when n > MP_STORE_MAX_FETCH. */
+int mp_store_fingerprints(mp_store *s, const uint8_t *digests, size_t n, mp_store_record_cb cb, void *userdata,
+                          mp_error *err);
+
+/* The scoring record of a fingerprint: the packed record without what
+ * blast radius never reads, stored beside the full one at ingest (schema
+ * 3; older rows get theirs when the store is opened).  Kept: name, format,
+ * model digest, parameter count, tensors, architecture, dtypes, and of the
+ * signals the hashes, vocabulary sketch, layer count and has_weights;
+ * dropped: files, tokenizer, findings, metadata, and the signals only
+ * compare's reference score, its explanation or its metadata evidence use
+ * (MFI and TFV JSON, EAS anchors and self-similarity, END, NLF, LEP) --
+ * about 12 of 29 KB.  Blast radius compares it exactly as the full record
+ * (identity score, verdict, relation, tensor evidence: compare.h).  The
+ * packed bytes (malloc'd) in *ret; -ENOMEM. */
+int mp_store_scoring_record(const mp_fingerprint *fp, uint8_t **ret, size_t *len);
+
+/* As mp_store_fingerprints(), but each digest's scoring record, or its
+ * full record where none is stored (a store not yet re-indexed). */
+int mp_store_scoring_records(mp_store *s, const uint8_t *digests, size_t n, mp_store_record_cb cb, void *userdata,
+                             mp_error *err);
+
+/* The inventory rows (present or not) holding any of the n digests,
+ * ordered by model digest (bytes), then host, path and first_seen: each
+ * model's rows in mp_store_locations() order, one run per digest.
+ * -EINVAL when n > MP_STORE_MAX_FETCH. */
+int mp_store_locations_of(mp_store *s, const uint8_t *digests, size_t n, mp_store_location **ret, size_t *n_ret,
+                          mp_error *err);
+
+/* The ids of the hosts that name calls themselves or whose id it is (a
+ * hostname may be shared), ordered by id, as one malloc'd array (NULL when
+ * none).  name: clean text of at most MP_STORE_MAX_IDENT bytes. */
+int mp_store_find_hosts(mp_store *s, const char *name, char (**ret)[MP_STORE_HOST_ID_SIZE], size_t *n,
+                        mp_error *err);
+
+/* The inventory rows (present or not) of host_id at path, ordered by
+ * first_seen: one keyed lookup, whatever the size of the host's inventory. */
+int mp_store_inventory_at(mp_store *s, const char *host_id, const char *path, mp_store_location **ret, size_t *n,
+                          mp_error *err);
+
 /* The structural pre-filter for blast radius: only fingerprints whose
  * extracted columns match are handed to the callback.  NULL/0 = any. */
 typedef struct mp_store_fingerprint_filter {

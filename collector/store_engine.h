@@ -26,6 +26,8 @@ typedef struct mp_store_fp_columns {
         mp_store_structure structure;
         const uint64_t *keys;           /* tensor keys (store.h), distinct */
         size_t n_keys;
+        const uint8_t *scoring;         /* the scoring record (store.h) */
+        size_t scoring_len;
 } mp_store_fp_columns;
 
 /* A stored fingerprint whose columns store.c extracted again (stores
@@ -69,6 +71,16 @@ typedef struct mp_store_engine {
                        size_t *n, mp_error *err);
         int (*fingerprint)(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE], uint8_t **ret, size_t *len,
                            mp_error *err);
+        /* See store.h; n <= MP_STORE_MAX_FETCH, digests sorted and
+         * distinct; scoring: the scoring records (else the full ones). */
+        int (*fingerprints)(mp_store *s, const uint8_t *digests, size_t n, bool scoring, mp_store_record_cb cb,
+                            void *userdata, mp_error *err);
+        int (*locations_of)(mp_store *s, const uint8_t *digests, size_t n, mp_store_location **ret, size_t *n_ret,
+                            mp_error *err);
+        int (*find_hosts)(mp_store *s, const char *name, char (**ret)[MP_STORE_HOST_ID_SIZE], size_t *n,
+                          mp_error *err);
+        int (*inventory_at)(mp_store *s, const char *host_id, const char *path, mp_store_location **ret, size_t *n,
+                            mp_error *err);
         int (*foreach_fingerprint)(mp_store *s, const mp_store_fingerprint_filter *filter,
                                    mp_store_fingerprint_cb cb, void *userdata, mp_error *err);
         /* See mp_store_candidates(); keys may hold duplicates. */
@@ -77,8 +89,8 @@ typedef struct mp_store_engine {
         /* Up to max stored fingerprints whose columns were never extracted
          * (info: digest and record only); cb as for foreach_fingerprint. */
         int (*unindexed)(mp_store *s, size_t max, mp_store_fingerprint_cb cb, void *userdata, mp_error *err);
-        /* Stores the extracted columns of n stored fingerprints, in one
-         * transaction. */
+        /* Stores the extracted columns of n stored fingerprints (and their
+         * scoring records), in one transaction. */
         int (*set_index)(mp_store *s, const mp_store_fp_index *items, size_t n, mp_error *err);
 
         int (*put_catalog)(mp_store *s, const uint8_t *bytes, size_t len, const char *version, int64_t now_ms,

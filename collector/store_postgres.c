@@ -44,8 +44,9 @@
  * engine's busy timeout.
  *
  * Results are read in text format, BYTEA as hex checked digit by digit (a
- * damaged row is -EBADMSG, never a crash), except the two reads of one
- * BYTEA: a fingerprint record and the catalog come in binary format.
+ * damaged row is -EBADMSG, never a crash), except the reads of records:
+ * fingerprint records (one, or a batch with their digests) and the catalog
+ * come in binary format.
  * Blast radius fetches thousands of records a query, and as hex they cost
  * the server an encoding, the wire twice the bytes and the client a
  * decoding: 2.5 times the time per scored fingerprint in bench_blast_radius
@@ -172,6 +173,22 @@ static const char *const migrations[] = {
         "  key BIGINT NOT NULL,"
         "  digest BYTEA NOT NULL CHECK (length(digest) = 32),"
         "  PRIMARY KEY (key, digest));",
+
+        /* 3: as on SQLite, the inventory rows of many models by digest from
+         * the index alone (an index-only scan where the visibility map
+         * allows, in the order the query returns them); replaces
+         * inventory_digest. */
+        "CREATE INDEX inventory_digest_rows ON inventory (model_digest, host_id, path, first_seen)"
+        "  INCLUDE (last_seen, present);"
+        "DROP INDEX inventory_digest;"
+        /* Scoring records (store.h), as on SQLite.  Out of line without
+         * compression: weight samples do not compress, and each record is
+         * read whole. */
+        "CREATE TABLE scoring_records ("
+        "  digest BYTEA PRIMARY KEY CHECK (length(digest) = 32),"
+        "  record BYTEA NOT NULL);"
+        "ALTER TABLE scoring_records ALTER COLUMN record SET STORAGE EXTERNAL;"
+        "UPDATE fingerprints SET indexed = 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -199,6 +216,11 @@ typedef enum stmt_id {
         ST_HISTORY_PATH,
         ST_HISTORY_HOST_PATH,
         ST_FINGERPRINT,
+        ST_FINGERPRINTS,
+        ST_SCORING_RECORDS,
+        ST_LOCATIONS_OF,
+        ST_FIND_HOSTS,
+        ST_INVENTORY_AT,
         ST_CANDIDATES,
         ST_CATALOG_PUT,
         ST_CATALOG_GET,
@@ -211,6 +233,12 @@ typedef enum stmt_id {
 #define INSERT_KEYS_OF(cte, keys)                                                       \
         " INSERT INTO tensor_keys (key, digest) SELECT k, " cte ".digest FROM " cte ","   \
         " unnest(" keys "::bigint[]) AS k ON CONFLICT DO NOTHING"
+
+/* The scoring record of a new (or re-indexed) fingerprint, when there is
+ * one (NULL: a record that no longer unpacks). */
+#define INSERT_SCORING_OF(cte, record)                                                  \
+        " s AS (INSERT INTO scoring_records (digest, record) SELECT " cte ".digest, " record "::bytea" \
+        " FROM " cte " WHERE " record "::bytea IS NOT NULL ON CONFLICT DO NOTHING)"
 
 #define HOST_COLUMNS                                                                    \
         "SELECT h.id, h.hostname, h.machine_id, h.agent_version, h.os, h.enrolled_at, h.last_seen, h.last_seq," \
@@ -242,10 +270,11 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_FP_INSERT] = "WITH f AS (INSERT INTO fingerprints (digest, record, name, format, arch_hash, family_hash,"
                          " params, n_tensors, first_seen, hidden_size, num_layers, vocab_size, has_weights, indexed)"
                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)"
-                         " ON CONFLICT (digest) DO NOTHING RETURNING digest)" INSERT_KEYS_OF("f", "$14"),
+                         " ON CONFLICT (digest) DO NOTHING RETURNING digest)," INSERT_SCORING_OF("f", "$15")
+                         INSERT_KEYS_OF("f", "$14"),
         [ST_FP_SET_INDEX] = "WITH f AS (UPDATE fingerprints SET hidden_size = $2, num_layers = $3, vocab_size = $4,"
-                            " has_weights = $5, indexed = 1 WHERE digest = $1 RETURNING digest)"
-                            INSERT_KEYS_OF("f", "$6"),
+                            " has_weights = $5, indexed = 1 WHERE digest = $1 RETURNING digest),"
+                            INSERT_SCORING_OF("f", "$7") INSERT_KEYS_OF("f", "$6"),
         /* Closes the path's other models and opens this one, in one
          * statement: the two touch disjoint rows. */
         [ST_INV_PUT] = "WITH closed AS (UPDATE inventory SET present = 0, last_seen = greatest(last_seen, $4)"
@@ -270,6 +299,28 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_HISTORY_PATH] = HISTORY_COLUMNS " WHERE path = $1 ORDER BY host_id, seq",
         [ST_HISTORY_HOST_PATH] = HISTORY_COLUMNS " WHERE host_id = $1 AND path = $2 ORDER BY host_id, seq",
         [ST_FINGERPRINT] = "SELECT record FROM fingerprints WHERE digest = $1",
+        /* Many digests per statement (store.h "fetch many"), each a probe
+         * of the primary key. */
+        [ST_FINGERPRINTS] = "SELECT digest, record FROM fingerprints WHERE digest = ANY ($1::bytea[])",
+        /* coalesce() reads the full record (out of line) only where no
+         * scoring record is stored. */
+        [ST_SCORING_RECORDS] = "SELECT f.digest, coalesce(s.record, f.record) FROM fingerprints f"
+                               " LEFT JOIN scoring_records s ON s.digest = f.digest"
+                               " WHERE f.digest = ANY ($1::bytea[])",
+        /* Driven by the digests (store.c makes them distinct): one key
+         * probe of fingerprints for the name and one index-only range of
+         * inventory_digest_rows per digest.  Joining fingerprints to the
+         * inventory rows instead let the planner hash the whole table
+         * (100,000 rows) for a few hundred names. */
+        [ST_LOCATIONS_OF] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen,"
+                            " i.present, coalesce(f.name, '') FROM unnest($1::bytea[]) AS d(digest)"
+                            " LEFT JOIN fingerprints f ON f.digest = d.digest"
+                            " JOIN inventory i ON i.model_digest = d.digest JOIN hosts h ON h.id = i.host_id"
+                            " ORDER BY i.model_digest, i.host_id, i.path, i.first_seen",
+        [ST_FIND_HOSTS] = "SELECT id FROM hosts WHERE id = $1 OR hostname = $1 ORDER BY id",
+        /* The inventory key's prefix (host_id, path). */
+        [ST_INVENTORY_AT] = LOCATION_COLUMNS " WHERE i.host_id = $1 AND i.path = $2"
+                            " ORDER BY i.first_seen, i.model_digest",
         /* Sorted and distinct by the server (bytea compares as memcmp). */
         [ST_CANDIDATES] = "SELECT digest FROM fingerprints WHERE hidden_size = ANY ($1::bigint[]) AND has_weights = 1"
                           " UNION SELECT digest FROM tensor_keys WHERE key = ANY ($2::bigint[]) ORDER BY 1",
@@ -528,6 +579,29 @@ static int param_int_array(pg_params *p, const uint64_t *v, size_t n) {
         *o++ = '{';
         for (size_t i = 0; i < n; i++)
                 o += sprintf(o, "%s%" PRId64, i ? "," : "", (int64_t) v[i]);
+        strcpy(o, "}");
+        p->owned[slot] = s;
+        return param_text(p, s);
+}
+
+/* A bytea[] literal of n digests: {"\\x<hex>",...} (the array syntax
+ * unescapes the doubled backslash); -ENOMEM. */
+static int param_digest_array(pg_params *p, const uint8_t *digests, size_t n) {
+        size_t slot = 0;
+        while (slot < ELEMENTSOF(p->owned) && p->owned[slot])
+                slot++;
+        assert(slot < ELEMENTSOF(p->owned));
+        const size_t each = 2 * MP_STORE_DIGEST_SIZE + 6;       /* ,"\\x...hex..." */
+        char *s = malloc(n * each + 3), *o = s;
+        if (!s)
+                return -ENOMEM;
+        *o++ = '{';
+        for (size_t i = 0; i < n; i++) {
+                o = stpcpy(o, i ? ",\"\\\\x" : "\"\\\\x");
+                mp_hex(digests + i * MP_STORE_DIGEST_SIZE, MP_STORE_DIGEST_SIZE, o);
+                o += 2 * MP_STORE_DIGEST_SIZE;
+                *o++ = '"';
+        }
         strcpy(o, "}");
         p->owned[slot] = s;
         return param_text(p, s);
@@ -1222,6 +1296,14 @@ static void param_structure(pg_params *p, const mp_store_structure *m) {
 }
 
 /* A fingerprint and its tensor keys, unless its digest is stored. */
+/* The scoring record, or NULL. */
+static void param_scoring(pg_params *p, const mp_store_fp_columns *c) {
+        if (c->scoring)
+                param_bytes(p, c->scoring, c->scoring_len);
+        else
+                param_text(p, NULL);
+}
+
 static int insert_fingerprint(pg_store *st, const mp_store_item *it, const char *what, mp_error *err) {
         const mp_store_event *ev = it->ev;
         _cleanup_(params_freep) pg_params p = {};
@@ -1237,6 +1319,7 @@ static int insert_fingerprint(pg_store *st, const mp_store_item *it, const char 
         param_structure(&p, &it->fp.structure);
         if (param_int_array(&p, it->fp.keys, it->fp.n_keys) < 0)
                 return read_error(st, -ENOMEM, what, err);
+        param_scoring(&p, &it->fp);
         return exec_stmt(st, ST_FP_INSERT, &p, false, NULL, what, err);
 }
 
@@ -1493,6 +1576,46 @@ static int pg_inventory(mp_store *s, const char *host_id, bool only_present, con
         return list_rows(impl(s), &l, (void **) ret, ret_n, err);
 }
 
+static int pg_locations_of(mp_store *s, const uint8_t *digests, size_t n, mp_store_location **ret, size_t *ret_n,
+                           mp_error *err) {
+        pg_store *st = impl(s);
+        const char *what = "looking up model locations";
+        _cleanup_(params_freep) pg_params p = {};
+        if (param_digest_array(&p, digests, n) < 0)
+                return read_error(st, -ENOMEM, what, err);
+        listing l = { .id = ST_LOCATIONS_OF, .p = &p, .size = sizeof(mp_store_location), .fill = fill_location,
+                      .free = free_locations, .what = what };
+        return list_rows(st, &l, (void **) ret, ret_n, err);
+}
+
+static int pg_inventory_at(mp_store *s, const char *host_id, const char *path, mp_store_location **ret,
+                           size_t *ret_n, mp_error *err) {
+        pg_params p = {};
+        param_text(&p, host_id);
+        param_text(&p, path);
+        listing l = { .id = ST_INVENTORY_AT, .p = &p, .size = sizeof(mp_store_location), .fill = fill_location,
+                      .free = free_locations, .what = "looking up an inventory row" };
+        return list_rows(impl(s), &l, (void **) ret, ret_n, err);
+}
+
+static int fill_host_id(const PGresult *res, int row, void *elem) {
+        return value_host_id(res, row, 0, elem);
+}
+
+static void free_host_ids(void *array, size_t n) {
+        (void) n;
+        free(array);
+}
+
+static int pg_find_hosts(mp_store *s, const char *name, char (**ret)[MP_STORE_HOST_ID_SIZE], size_t *ret_n,
+                         mp_error *err) {
+        pg_params p = {};
+        param_text(&p, name);
+        listing l = { .id = ST_FIND_HOSTS, .p = &p, .size = MP_STORE_HOST_ID_SIZE, .fill = fill_host_id,
+                      .free = free_host_ids, .what = "looking up a host" };
+        return list_rows(impl(s), &l, (void **) ret, ret_n, err);
+}
+
 static int fill_history(const PGresult *res, int row, void *elem) {
         mp_store_history_entry *e = elem;
         int r = value_host_id(res, row, 0, e->host_id);
@@ -1576,6 +1699,50 @@ static int pg_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_SIZE
         *ret = f.record;
         *len = f.len;
         return 0;
+}
+
+struct fingerprints {
+        stmt_id id;
+        const pg_params *p;
+        mp_store_record_cb cb;
+        void *userdata;
+};
+
+/* Binary results, as for one record (see the top). */
+static int fingerprints_op(pg_store *st, void *userdata, mp_error *err) {
+        struct fingerprints *f = userdata;
+        const char *what = "reading fingerprints";
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r = exec_stmt(st, f->id, f->p, true, &res, what, err);
+        if (r < 0)
+                return r;
+        if (PQnfields(res) != 2)
+                return read_error(st, -EBADMSG, what, err);
+        for (int i = 0; i < PQntuples(res); i++) {
+                if (PQgetisnull(res, i, 0) || PQgetlength(res, i, 0) != MP_STORE_DIGEST_SIZE ||
+                    PQgetisnull(res, i, 1))
+                        return read_error(st, -EBADMSG, what, err);
+                st->delivered = true;   /* from here on, running again would repeat rows */
+                r = f->cb((const uint8_t *) PQgetvalue(res, i, 0), (const uint8_t *) PQgetvalue(res, i, 1),
+                          (size_t) PQgetlength(res, i, 1), f->userdata);
+                if (r < 0) {
+                        st->failure = FAIL_OTHER;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static int pg_fingerprints(mp_store *s, const uint8_t *digests, size_t n, bool scoring, mp_store_record_cb cb,
+                           void *userdata, mp_error *err) {
+        pg_store *st = impl(s);
+        const char *what = "reading fingerprints";
+        _cleanup_(params_freep) pg_params p = {};
+        if (param_digest_array(&p, digests, n) < 0)
+                return read_error(st, -ENOMEM, what, err);
+        struct fingerprints f = { .id = scoring ? ST_SCORING_RECORDS : ST_FINGERPRINTS, .p = &p, .cb = cb,
+                                  .userdata = userdata };
+        return run_op(st, what, false, fingerprints_op, &f, err);
 }
 
 /* A caller's callback over fingerprint rows, with the record decoded into
@@ -1696,6 +1863,7 @@ static int set_index_tx(pg_store *st, void *userdata, mp_error *err) {
                 param_structure(&p, &si->items[i].fp.structure);
                 if (param_int_array(&p, si->items[i].fp.keys, si->items[i].fp.n_keys) < 0)
                         return read_error(st, -ENOMEM, what, err);
+                param_scoring(&p, &si->items[i].fp);
                 int r = exec_stmt(st, ST_FP_SET_INDEX, &p, false, NULL, what, err);
                 if (r < 0)
                         return r;
@@ -1849,6 +2017,10 @@ const mp_store_engine mp_store_postgres_engine = {
         .inventory = pg_inventory,
         .history = pg_history,
         .fingerprint = pg_fingerprint,
+        .fingerprints = pg_fingerprints,
+        .locations_of = pg_locations_of,
+        .find_hosts = pg_find_hosts,
+        .inventory_at = pg_inventory_at,
         .foreach_fingerprint = pg_foreach_fingerprint,
         .candidates = pg_candidates,
         .unindexed = pg_unindexed,

@@ -126,6 +126,24 @@ static const char *const migrations[] = {
         "  key INTEGER NOT NULL,"
         "  digest BLOB NOT NULL CHECK (length(digest) = 32),"
         "  PRIMARY KEY (key, digest)) WITHOUT ROWID;",
+
+        /* 3: blast radius reads the inventory rows of thousands of models a
+         * query (mp_store_locations_of()): an index holding every column
+         * those reads need, in their order (digest, host, path, first
+         * seen), so that they neither visit the table nor sort.  It
+         * replaces inventory_digest, its prefix. */
+        "CREATE INDEX inventory_digest_rows ON inventory(model_digest, host_id, path, first_seen, last_seen,"
+        "  present);"
+        "DROP INDEX inventory_digest;"
+        /* Scoring records (store.h): what blast radius reads of each
+         * candidate, less than half its record.  A table of their own, as
+         * a column after the record would be reached through the
+         * record's overflow pages.  Rows stored before get theirs from
+         * store.c's re-indexing, right after this step. */
+        "CREATE TABLE scoring_records ("
+        "  digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32),"
+        "  record BLOB NOT NULL);"
+        "UPDATE fingerprints SET indexed = 0;",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -146,6 +164,7 @@ typedef enum stmt_id {
         ST_EVENT_INSERT,
         ST_FP_INSERT,
         ST_KEY_INSERT,
+        ST_SCORING_INSERT,
         ST_FP_SET_INDEX,
         ST_UNINDEXED,
         ST_CANDIDATES_HIDDEN,
@@ -158,6 +177,8 @@ typedef enum stmt_id {
         ST_LOCATIONS,
         ST_HISTORY,
         ST_FINGERPRINT,
+        ST_FIND_HOSTS,
+        ST_INVENTORY_AT,
         ST_CATALOG_PUT,
         ST_CATALOG_GET,
         ST_CATALOG_VERSION,
@@ -184,6 +205,7 @@ static const char *const stmt_sql[_ST_MAX] = {
                          " params, n_tensors, first_seen, hidden_size, num_layers, vocab_size, has_weights, indexed)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)",
         [ST_KEY_INSERT] = "INSERT OR IGNORE INTO tensor_keys (key, digest) VALUES (?1, ?2)",
+        [ST_SCORING_INSERT] = "INSERT OR IGNORE INTO scoring_records (digest, record) VALUES (?1, ?2)",
         [ST_FP_SET_INDEX] = "UPDATE fingerprints SET hidden_size = ?2, num_layers = ?3, vocab_size = ?4,"
                             " has_weights = ?5, indexed = 1 WHERE digest = ?1",
         [ST_UNINDEXED] = "SELECT digest, record FROM fingerprints WHERE indexed = 0 ORDER BY digest LIMIT ?1",
@@ -215,9 +237,44 @@ static const char *const stmt_sql[_ST_MAX] = {
                        " match_entry, match_verdict, match_relation, match_score FROM events"
                        " WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR path = ?2) ORDER BY host_id, seq",
         [ST_FINGERPRINT] = "SELECT record FROM fingerprints WHERE digest = ?1",
+        [ST_FIND_HOSTS] = "SELECT id FROM hosts WHERE id = ?1 OR hostname = ?1 ORDER BY id",
+        /* The inventory key's prefix (host_id, path). */
+        [ST_INVENTORY_AT] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen,"
+                            " i.present, coalesce(f.name, '')"
+                            " FROM inventory i JOIN hosts h ON h.id = i.host_id"
+                            " LEFT JOIN fingerprints f ON f.digest = i.model_digest"
+                            " WHERE i.host_id = ?1 AND i.path = ?2 ORDER BY i.first_seen, i.model_digest",
         [ST_CATALOG_PUT] = "INSERT OR REPLACE INTO catalog (id, version, uploaded_at, data) VALUES (1, ?1, ?2, ?3)",
         [ST_CATALOG_GET] = "SELECT version, data FROM catalog WHERE id = 1",
         [ST_CATALOG_VERSION] = "SELECT version FROM catalog WHERE id = 1",
+};
+
+/* Statements over a list of digests (store.h "fetch many"): "IN (?, ?,
+ * ...)" with IN_CHUNK placeholders, those a call does not fill left NULL
+ * (which match nothing).  SQLite has no array parameter, and one prepared
+ * shape beats preparing a statement per list length. */
+#define IN_CHUNK 256
+
+typedef enum in_stmt_id {
+        IN_RECORDS,
+        IN_SCORING,
+        IN_LOCATIONS,
+        _IN_MAX,
+} in_stmt_id;
+
+static const struct {
+        const char *head, *tail;
+} in_sql[_IN_MAX] = {
+        [IN_RECORDS] = { "SELECT digest, record FROM fingerprints WHERE digest IN (", ")" },
+        /* coalesce() reads the full record only where no scoring record
+         * is stored. */
+        [IN_SCORING] = { "SELECT f.digest, coalesce(s.record, f.record) FROM fingerprints f"
+                         " LEFT JOIN scoring_records s ON s.digest = f.digest WHERE f.digest IN (", ")" },
+        [IN_LOCATIONS] = { "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen,"
+                           " i.present, coalesce(f.name, '')"
+                           " FROM inventory i JOIN hosts h ON h.id = i.host_id"
+                           " LEFT JOIN fingerprints f ON f.digest = i.model_digest WHERE i.model_digest IN (",
+                           ") ORDER BY i.model_digest, i.host_id, i.path, i.first_seen" },
 };
 
 typedef struct sqlite_store {
@@ -226,6 +283,7 @@ typedef struct sqlite_store {
         char *path;
         int version;
         sqlite3_stmt *stmts[_ST_MAX];
+        sqlite3_stmt *in_stmts[_IN_MAX];
 } sqlite_store;
 
 static sqlite_store *impl(mp_store *s) {
@@ -282,6 +340,40 @@ static int stmt(sqlite_store *st, stmt_id id, sqlite3_stmt **ret, const char *wh
         }
         *ret = s;
         return 0;
+}
+
+/* The cached IN-list statement id, reset and unbound (every placeholder
+ * NULL), prepared on first use. */
+static int in_stmt(sqlite_store *st, in_stmt_id id, sqlite3_stmt **ret, const char *what, mp_error *err) {
+        sqlite3_stmt *s = st->in_stmts[id];
+        if (s) {
+                sqlite3_reset(s);
+                sqlite3_clear_bindings(s);
+                *ret = s;
+                return 0;
+        }
+        size_t head = strlen(in_sql[id].head), tail = strlen(in_sql[id].tail);
+        _cleanup_(freep) char *sql = malloc(head + 2 * IN_CHUNK + tail + 1);
+        if (!sql)
+                return mp_error_set(err, -ENOMEM, st->path, -1, "out of memory");
+        char *o = mempcpy(sql, in_sql[id].head, head);
+        for (size_t i = 0; i < IN_CHUNK; i++)
+                o = mempcpy(o, i ? ",?" : "?", i ? 2 : 1);
+        memcpy(o, in_sql[id].tail, tail + 1);
+        int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+        if (rc != SQLITE_OK)
+                return sql_error(st, rc, what, err);
+        st->in_stmts[id] = s;
+        *ret = s;
+        return 0;
+}
+
+/* Binds up to IN_CHUNK digests (borrowed) to an in_stmt(). */
+static void bind_digests(sqlite3_stmt *q, const uint8_t *digests, size_t n) {
+        assert(n <= IN_CHUNK);
+        for (size_t i = 0; i < n; i++)
+                sqlite3_bind_blob(q, (int) i + 1, digests + i * MP_STORE_DIGEST_SIZE, MP_STORE_DIGEST_SIZE,
+                                  SQLITE_STATIC);
 }
 
 /* Steps a statement that returns no rows, then resets it so it holds no
@@ -429,6 +521,8 @@ static void sqlite_close(mp_store *s) {
         sqlite_store *st = impl(s);
         for (size_t i = 0; i < _ST_MAX; i++)
                 sqlite3_finalize(st->stmts[i]);
+        for (size_t i = 0; i < _IN_MAX; i++)
+                sqlite3_finalize(st->in_stmts[i]);
         sqlite3_close(st->db);
         free(st->path);
         free(st);
@@ -636,6 +730,21 @@ static void bind_structure(sqlite3_stmt *q, int first, const mp_store_structure 
         sqlite3_bind_int(q, first + 3, m->has_weights);
 }
 
+/* The scoring record, when there is one (not for a record that no longer
+ * unpacks). */
+static int insert_scoring(sqlite_store *st, const uint8_t digest[MP_STORE_DIGEST_SIZE], const mp_store_fp_columns *c,
+                          const char *what, mp_error *err) {
+        if (!c->scoring)
+                return 0;
+        sqlite3_stmt *q;
+        int r = stmt(st, ST_SCORING_INSERT, &q, what, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_blob(q, 1, digest, MP_STORE_DIGEST_SIZE, SQLITE_STATIC);
+        sqlite3_bind_blob64(q, 2, c->scoring, c->scoring_len, SQLITE_STATIC);
+        return step_done(st, q, what, err);
+}
+
 static int insert_keys(sqlite_store *st, const uint8_t digest[MP_STORE_DIGEST_SIZE], const mp_store_fp_columns *c,
                        const char *what, mp_error *err) {
         for (size_t i = 0; i < c->n_keys; i++) {
@@ -672,8 +781,11 @@ static int insert_fingerprint(sqlite_store *st, const mp_store_item *it, const c
         bind_structure(q, 10, &it->fp.structure);
         r = step_done(st, q, what, err);
         /* Keys only with the row: a digest seen before has them already. */
-        if (r >= 0 && sqlite3_changes(st->db) == 1)
+        if (r >= 0 && sqlite3_changes(st->db) == 1) {
                 r = insert_keys(st, ev->model_digest, &it->fp, what, err);
+                if (r >= 0)
+                        r = insert_scoring(st, ev->model_digest, &it->fp, what, err);
+        }
         return r;
 }
 
@@ -879,6 +991,90 @@ static int sqlite_inventory(mp_store *s, const char *host_id, bool only_present,
         return 0;
 }
 
+static int sqlite_locations_of(mp_store *s, const uint8_t *digests, size_t n, mp_store_location **ret,
+                               size_t *ret_n, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "looking up model locations";
+        mp_store_location *l = NULL;
+        size_t n_l = 0;
+        int r = 0;
+        /* One read transaction: the chunks see the same store. */
+        bool tx = sqlite3_get_autocommit(st->db);
+        if (tx)
+                r = exec_sql(st, "BEGIN", what, err);
+        for (size_t at = 0; r >= 0 && at < n; at += IN_CHUNK) {
+                sqlite3_stmt *q;
+                r = in_stmt(st, IN_LOCATIONS, &q, what, err);
+                if (r < 0)
+                        break;
+                bind_digests(q, digests + at * MP_STORE_DIGEST_SIZE, n - at < IN_CHUNK ? n - at : IN_CHUNK);
+                r = collect_rows(st, q, sizeof(*l), fill_location, (void **) &l, &n_l, what, err);
+                sqlite3_reset(q);
+        }
+        if (tx)
+                (void) exec_sql(st, "COMMIT", what, NULL);      /* read only: nothing to lose */
+        if (r < 0) {
+                mp_store_locations_free(l, n_l);
+                return r;
+        }
+        *ret = l;
+        *ret_n = n_l;
+        return 0;
+}
+
+static int sqlite_inventory_at(mp_store *s, const char *host_id, const char *path, mp_store_location **ret,
+                               size_t *ret_n, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "looking up an inventory row";
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        sqlite3_stmt *q = NULL;
+        int r = stmt(st, ST_INVENTORY_AT, &q, what, err);
+        if (r >= 0) {
+                sqlite3_bind_text(q, 1, host_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 2, path, -1, SQLITE_STATIC);
+                r = collect_rows(st, q, sizeof(*l), fill_location, (void **) &l, &n, what, err);
+        }
+        if (q)
+                sqlite3_reset(q);
+        if (r < 0) {
+                mp_store_locations_free(l, n);
+                return r;
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+static int fill_host_id(sqlite_store *st, sqlite3_stmt *q, void *elem, const char *what, mp_error *err) {
+        (void) st, (void) what, (void) err;
+        column_host_id(q, 0, elem);
+        return 0;
+}
+
+static int sqlite_find_hosts(mp_store *s, const char *name, char (**ret)[MP_STORE_HOST_ID_SIZE], size_t *ret_n,
+                             mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "looking up a host";
+        char (*ids)[MP_STORE_HOST_ID_SIZE] = NULL;
+        size_t n = 0;
+        sqlite3_stmt *q = NULL;
+        int r = stmt(st, ST_FIND_HOSTS, &q, what, err);
+        if (r >= 0) {
+                sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+                r = collect_rows(st, q, sizeof(*ids), fill_host_id, (void **) &ids, &n, what, err);
+        }
+        if (q)
+                sqlite3_reset(q);
+        if (r < 0) {
+                free(ids);
+                return r;
+        }
+        *ret = ids;
+        *ret_n = n;
+        return 0;
+}
+
 /* NULL for SQL NULL; sets *oom when a non-NULL value could not be copied. */
 static char *column_strdup_opt(sqlite3_stmt *s, int i, bool *oom) {
         if (sqlite3_column_type(s, i) == SQLITE_NULL)
@@ -971,6 +1167,44 @@ static int sqlite_fingerprint(mp_store *s, const uint8_t digest[MP_STORE_DIGEST_
                 r = sql_error(st, rc, what, err);
         sqlite3_reset(q);
         return r;
+}
+
+static int sqlite_fingerprints(mp_store *s, const uint8_t *digests, size_t n, bool scoring, mp_store_record_cb cb,
+                               void *userdata, mp_error *err) {
+        sqlite_store *st = impl(s);
+        const char *what = "reading fingerprints";
+        int r = 0;
+        bool tx = sqlite3_get_autocommit(st->db);
+        if (tx)
+                r = exec_sql(st, "BEGIN", what, err);
+        for (size_t at = 0; r >= 0 && at < n; at += IN_CHUNK) {
+                sqlite3_stmt *q;
+                r = in_stmt(st, scoring ? IN_SCORING : IN_RECORDS, &q, what, err);
+                if (r < 0)
+                        break;
+                bind_digests(q, digests + at * MP_STORE_DIGEST_SIZE, n - at < IN_CHUNK ? n - at : IN_CHUNK);
+                for (;;) {
+                        int rc = sqlite3_step(q);
+                        if (rc == SQLITE_DONE)
+                                break;
+                        if (rc != SQLITE_ROW) {
+                                r = sql_error(st, rc, what, err);
+                                break;
+                        }
+                        if (sqlite3_column_bytes(q, 0) != MP_STORE_DIGEST_SIZE) {
+                                r = sql_error(st, SQLITE_CORRUPT, what, err);
+                                break;
+                        }
+                        r = cb(sqlite3_column_blob(q, 0), sqlite3_column_blob(q, 1),
+                               (size_t) sqlite3_column_bytes(q, 1), userdata);
+                        if (r < 0)
+                                break;
+                }
+                sqlite3_reset(q);
+        }
+        if (tx)
+                (void) exec_sql(st, "COMMIT", what, NULL);      /* read only: nothing to lose */
+        return r < 0 ? r : 0;
 }
 
 /* The statement is built per filter (four shapes) so that SQLite can use the
@@ -1179,6 +1413,8 @@ static int sqlite_set_index(mp_store *s, const mp_store_fp_index *items, size_t 
                 r = step_done(st, q, what, err);
                 if (r >= 0)
                         r = insert_keys(st, items[i].digest, &items[i].fp, what, err);
+                if (r >= 0)
+                        r = insert_scoring(st, items[i].digest, &items[i].fp, what, err);
         }
         return end(st, r, what, err);
 }
@@ -1240,6 +1476,10 @@ const mp_store_engine mp_store_sqlite_engine = {
         .inventory = sqlite_inventory,
         .history = sqlite_history,
         .fingerprint = sqlite_fingerprint,
+        .fingerprints = sqlite_fingerprints,
+        .locations_of = sqlite_locations_of,
+        .find_hosts = sqlite_find_hosts,
+        .inventory_at = sqlite_inventory_at,
         .foreach_fingerprint = sqlite_foreach_fingerprint,
         .candidates = sqlite_candidates,
         .unindexed = sqlite_unindexed,

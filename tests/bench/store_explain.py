@@ -6,9 +6,11 @@
 Runs EXPLAIN (ANALYZE, BUFFERS) on the queries the collector's engine
 (collector/store_postgres.c) runs for the fleet questions, with parameters
 taken from the data itself: the most common hidden size and the tensor keys
-of one of its fingerprints (the blast-radius pre-filter), one model digest
-(where is it: blast radius locations, `query model`), one host (inventory of
-a host), and the whole present inventory.  Prints each plan with the table
+of one of its fingerprints (the blast-radius pre-filter), a batch of 256
+candidates of that width (their scoring records, and the inventory rows of
+all of them: what a blast-radius worker reads per batch), one model digest (where
+is it: `query model`), one host and path (a host:path target), one host
+(inventory of a host), and the whole present inventory.  Prints each plan with the table
 sizes first.  docs/scaling.md quotes its output for a store filled by
 tests/bench/blast_radius.sh --postgres.  Reads only."""
 import re
@@ -31,6 +33,9 @@ def explain(cur, title, sql, params):
     for (line,) in cur.fetchall():
         # A blast radius's tensor keys are a few dozen 19-digit numbers.
         line = re.sub(r"'\{([-0-9]+,){3,}[-0-9]+\}'", lambda m: f"'{{{m.group(0).count(',') + 1} keys}}'", line)
+        # ... and a batch's digests 256 hex strings.
+        line = re.sub(r"'\{(\"?\\\\x[0-9a-f]+\"?,)+\"?\\\\x[0-9a-f]+\"?\}'",
+                      lambda m: f"'{{{m.group(0).count(',') + 1} digests}}'", line)
         print("    " + line)
     print()
 
@@ -43,7 +48,7 @@ def main():
     cur = conn.cursor()
 
     print("--- table sizes")
-    for table in ("hosts", "fingerprints", "tensor_keys", "inventory", "events"):
+    for table in ("hosts", "fingerprints", "scoring_records", "tensor_keys", "inventory", "events"):
         rows = one(cur, f"SELECT count(*) FROM {table}")[0]
         size = one(cur, "SELECT pg_size_pretty(pg_total_relation_size(%s))", (table,))[0]
         print(f"    {table:13} {rows:>12,} rows  {size:>10} with indexes")
@@ -60,10 +65,26 @@ def main():
             "SELECT digest FROM fingerprints WHERE hidden_size = ANY (%s::bigint[]) AND has_weights = 1 "
             "UNION SELECT digest FROM tensor_keys WHERE key = ANY (%s::bigint[]) ORDER BY 1",
             ([hidden], keys))
-    explain(cur, "blast radius, one candidate's record", "SELECT record FROM fingerprints WHERE digest = %s",
-            (digest,))
-    explain(cur, "blast radius / query model: where a model is",
+    cur.execute("SELECT digest FROM fingerprints WHERE hidden_size = %s ORDER BY digest LIMIT 256", (hidden,))
+    batch = [bytes(d) for (d,) in cur.fetchall()]
+    explain(cur, f"blast radius, the scoring records of a batch ({len(batch)} candidates)",
+            "SELECT f.digest, coalesce(s.record, f.record) FROM fingerprints f"
+            " LEFT JOIN scoring_records s ON s.digest = f.digest WHERE f.digest = ANY (%s::bytea[])", (batch,))
+    explain(cur, f"blast radius, the inventory rows of a batch's hits ({len(batch)} models)",
+            "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present,"
+            " coalesce(f.name, '') FROM unnest(%s::bytea[]) AS d(digest)"
+            " LEFT JOIN fingerprints f ON f.digest = d.digest"
+            " JOIN inventory i ON i.model_digest = d.digest JOIN hosts h ON h.id = i.host_id"
+            " ORDER BY i.model_digest, i.host_id, i.path, i.first_seen", (batch,))
+    explain(cur, "query model: where a model is",
             LOCATION_COLUMNS + " WHERE i.model_digest = %s ORDER BY i.host_id, i.path, i.first_seen", (located,))
+    hostname, path = one(cur, "SELECT h.hostname, i.path FROM inventory i JOIN hosts h ON h.id = i.host_id"
+                              " WHERE i.host_id = %s LIMIT 1", (host,))
+    explain(cur, "blast radius host:path: the hosts a name names", "SELECT id FROM hosts WHERE id = %s OR hostname = %s"
+            " ORDER BY id", (hostname, hostname))
+    explain(cur, "blast radius host:path: the rows at the path",
+            LOCATION_COLUMNS + " WHERE i.host_id = %s AND i.path = %s ORDER BY i.first_seen, i.model_digest",
+            (host, path))
     explain(cur, "inventory of one host",
             LOCATION_COLUMNS + " WHERE i.host_id = %s AND i.present >= 1 ORDER BY i.path, i.first_seen, "
             "i.model_digest", (host,))

@@ -638,6 +638,198 @@ static void test_targets(void) {
         gen_fleet_free(&f);
 }
 
+/* ---- batches ------------------------------------------------------------ */
+
+/* Stores events (sequences and times set here) of h in one call. */
+static void ingest_many(mp_store *s, host *h, mp_store_event *ev, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                ev[i].sequence = ++h->seq;
+                ev[i].observed_at = (int64_t) (1000 * h->seq);
+        }
+        uint64_t acked = 0;
+        size_t stored = 0;
+        mp_error err;
+        int r = mp_store_ingest(s, h->id, ev, n, &acked, &stored, NULL, &err);
+        if (r < 0)
+                fprintf(stderr, "%s\n", err.reason);
+        CHECK(r == 0);
+        CHECK_EQ(stored, n);
+}
+
+static void check_same_hits(const result *a, const result *b) {
+        CHECK_EQ(a->n, b->n);
+        CHECK_EQ(a->stats.considered, b->stats.considered);
+        CHECK_EQ(a->stats.scored, b->stats.scored);
+        CHECK_EQ(a->stats.unreadable, b->stats.unreadable);
+        CHECK_EQ(a->stats.models, b->stats.models);
+        for (size_t i = 0; i < a->n && i < b->n; i++) {
+                const mp_blast_hit *x = &a->h[i], *y = &b->h[i];
+                CHECK_STREQ(x->loc.host_id, y->loc.host_id);
+                CHECK_STREQ(x->loc.hostname, y->loc.hostname);
+                CHECK_STREQ(x->loc.path, y->loc.path);
+                CHECK_STREQ(x->loc.model_name, y->loc.model_name);
+                CHECK(memcmp(x->loc.model_digest, y->loc.model_digest, MP_STORE_DIGEST_SIZE) == 0);
+                CHECK_EQ(x->loc.first_seen, y->loc.first_seen);
+                CHECK_EQ(x->loc.last_seen, y->loc.last_seen);
+                CHECK_EQ(x->loc.present, y->loc.present);
+                CHECK_STREQ(x->relation, y->relation);
+                CHECK_STREQ(x->lineage, y->lineage);
+                CHECK_EQ(x->verdict, y->verdict);
+                CHECK(x->score == y->score);
+                CHECK(x->shared == y->shared);
+                CHECK_EQ(x->tensors_shared, y->tensors_shared);
+        }
+}
+
+#define BATCH_FAMILIES 4
+#define BATCH_MEMBERS 75
+#define BATCH_HOSTS 20
+
+/* Member k of family f (run f + 1): fine-tunes, F16 copies and pruned
+ * copies of the base, splices of its embedding onto foreign blocks
+ * (partial copies), unrelated models of the same width. */
+static gen batch_member(unsigned f, unsigned k) {
+        unsigned run = f + 1;
+        gen g = base_gen(run);
+        switch (k % 5) {
+        case 0:
+                g.noise = 0.002f * (float) (k + 1);
+                break;
+        case 1:
+                g.f16 = true;
+                g.noise = 0.001f * (float) (k + 1);
+                break;
+        case 2:
+                g = base_gen(50 + 100 * f + k);
+                g.embed_run = run;
+                break;
+        case 3:
+                g = base_gen(1000 + 100 * f + k);
+                break;
+        default:
+                g.layers = 1;
+                g.noise = 0.003f * (float) (k + 1);
+        }
+        return g;
+}
+
+/* A few hundred fingerprints of known families on 20 hosts, some on two,
+ * some removed: blast radius in batches of any size, on any number of
+ * threads, on scoring records (store.h), finds exactly what it finds on
+ * full records, one record per store call. */
+static void test_batches_agree(void) {
+        _cleanup_(freep) char *dir = test_tmpdir();
+        _cleanup_(freep) char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        host h[BATCH_HOSTS];
+        for (size_t i = 0; i < BATCH_HOSTS; i++) {
+                char name[32], machine[32];
+                snprintf(name, sizeof(name), "b-host-%02zu", i % 15);   /* some hostnames shared */
+                snprintf(machine, sizeof(machine), "batch-machine-%zu", i);
+                enroll(s, name, machine, &h[i]);
+        }
+
+        size_t n_models = BATCH_FAMILIES * BATCH_MEMBERS;
+        model *m = calloc(n_models, sizeof(*m));
+        CHECK(m);
+        char (*paths)[2][32] = calloc(n_models, sizeof(*paths));
+        mp_store_event *ev[BATCH_HOSTS];
+        size_t n_ev[BATCH_HOSTS] = {};
+        for (size_t i = 0; i < BATCH_HOSTS; i++)
+                CHECK(ev[i] = calloc(3 * n_models, sizeof(*ev[i])));
+        for (size_t j = 0; j < n_models; j++) {
+                gen g = batch_member((unsigned) (j / BATCH_MEMBERS), (unsigned) (j % BATCH_MEMBERS));
+                m[j] = gen_model(&g);
+                snprintf(paths[j][0], sizeof(paths[j][0]), "/models/%zu", j);
+                snprintf(paths[j][1], sizeof(paths[j][1]), "/copies/%zu", j);
+                size_t at[2] = { j % BATCH_HOSTS, (j * 7 + 3) % BATCH_HOSTS };
+                for (size_t c = 0; c < (j % 3 == 0 ? 2 : 1); c++) {
+                        mp_store_event *e = &ev[at[c]][n_ev[at[c]]++];
+                        *e = (mp_store_event) { .kind = MP_STORE_EVENT_MODEL_ADDED, .path = paths[j][c],
+                                                .record = m[j].rec, .record_len = m[j].len };
+                        memcpy(e->model_digest, m[j].digest, MP_STORE_DIGEST_SIZE);
+                }
+                if (j % 11 == 0)
+                        ev[at[0]][n_ev[at[0]]++] = (mp_store_event) { .kind = MP_STORE_EVENT_MODEL_REMOVED,
+                                                                     .path = paths[j][0] };
+        }
+        for (size_t i = 0; i < BATCH_HOSTS; i++) {
+                ingest_many(s, &h[i], ev[i], n_ev[i]);
+                free(ev[i]);
+        }
+
+        /* A real record's scoring record keeps its tensors and drops most
+         * of its signals. */
+        _cleanup_(freep) uint8_t *scoring = NULL;
+        size_t scoring_len = 0;
+        CHECK(mp_store_scoring_record(m[0].fp, &scoring, &scoring_len) == 0);
+        CHECK(scoring_len < m[0].len);
+        mp_fingerprint *sfp = NULL;
+        CHECK(mp_fingerprint_unpack("scoring", scoring, scoring_len, &sfp, NULL) == 0);
+        CHECK_EQ(sfp->n_tensors, m[0].fp->n_tensors);
+        CHECK(sfp->signals && sfp->signals->has_weights && sfp->signals->n_eas_self_sim == 0);
+        CHECK(m[0].fp->signals->n_eas_self_sim > 0);
+        mp_fingerprint_free(sfp);
+
+        /* The bases, a fine-tune, a splice; a threshold that lets weak
+         * matches in, too. */
+        size_t targets[] = { 0, BATCH_MEMBERS, 2 * BATCH_MEMBERS, 3 * BATCH_MEMBERS, 5, 7 };
+        static const mp_blast_options variants[] = {
+                { .threads = 1, .batch = 0 },
+                { .threads = 3, .batch = 7 },
+                { .threads = 2, .batch = 300 },
+                { .threads = 0, .batch = 0 },
+                { .threads = 4, .batch = MP_STORE_MAX_FETCH },
+                { .threads = 2, .batch = 0, .full_records = true },
+                { .threads = 1, .batch = 1 },
+        };
+        size_t partial = 0, lineage = 0;
+        for (size_t ti = 0; ti < ELEMENTSOF(targets); ti++) {
+                mp_blast_target *t = target_digest(s, m[targets[ti]].digest);
+                for (int removed = 0; removed <= 1; removed++)
+                        for (int low = 0; low <= 1; low++) {
+                                double threshold = low ? 0.2 : 0;
+                                mp_blast_options one = { .threads = 1, .batch = 1, .include_removed = removed,
+                                                         .threshold = threshold, .full_records = true };
+                                result ref = blast(s, t, &one);
+                                CHECK(ref.stats.considered > MP_BLAST_DEFAULT_BATCH);
+                                CHECK(ref.n > 0);
+                                for (size_t i = 0; i < ref.n; i++) {
+                                        partial += strcmp(ref.h[i].relation, MP_BLAST_PARTIAL_COPY) == 0;
+                                        lineage += strcmp(ref.h[i].relation, MP_BLAST_PARTIAL_COPY) != 0 &&
+                                                   strcmp(ref.h[i].relation, MP_BLAST_EXACT_COPY) != 0;
+                                }
+                                for (size_t v = 0; v < ELEMENTSOF(variants); v++) {
+                                        mp_blast_options o = variants[v];
+                                        o.include_removed = removed;
+                                        o.threshold = threshold;
+                                        result res = blast(s, t, &o);
+                                        check_same_hits(&ref, &res);
+                                        result_free(&res);
+                                }
+                                result_free(&ref);
+                        }
+                mp_blast_target_free(t);
+        }
+        /* The comparison covered both kinds of hits. */
+        CHECK(partial > 0);
+        CHECK(lineage > 0);
+
+        /* A batch beyond the store's limit is refused. */
+        mp_blast_target *t = target_digest(s, m[0].digest);
+        mp_blast_options big = { .batch = MP_STORE_MAX_FETCH + 1 };
+        mp_blast_hit *hits = NULL;
+        size_t n_hits = 0;
+        CHECK_EQ(mp_blast_radius(s, t, &big, &hits, &n_hits, NULL, NULL), -EINVAL);
+        mp_blast_target_free(t);
+
+        mp_store_close(s);
+        for (size_t j = 0; j < n_models; j++)
+                model_free(&m[j]);
+        free(m);
+        free(paths);
+}
+
 /* ---- hostile and damaged records ---------------------------------------- */
 
 static void test_hostile_records(void) {
@@ -700,11 +892,14 @@ static void test_hostile_records(void) {
                 mp_fingerprint_free(fp);
         }
 
-        /* And one stored record damaged in the store itself: it no longer
-         * unpacks. */
+        /* And one stored record damaged in the store itself, both its
+         * full and its scoring record: they no longer unpack. */
         static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
         char *jl = store_blob_sql(junk, sizeof(junk)), *dl = store_blob_sql(f.m[M_TUNED].digest, 32), *sql = NULL;
         CHECK(asprintf(&sql, "UPDATE fingerprints SET record = %s WHERE digest = %s", jl, dl) > 0);
+        store_sql_exec(f.path, sql);
+        free(sql);
+        CHECK(asprintf(&sql, "UPDATE scoring_records SET record = %s WHERE digest = %s", jl, dl) > 0);
         store_sql_exec(f.path, sql);
         free(sql);
         free(jl);
@@ -867,6 +1062,7 @@ static void test_zoo_fleet(void) {
 int main(void) {
         RUN(test_generated_fleet);
         RUN(test_targets);
+        RUN(test_batches_agree);
         RUN(test_hostile_records);
         RUN(test_zoo_fleet);
         return 0;

@@ -153,25 +153,31 @@ static void test_open_reopen(void) {
         char *path = test_path(dir, "store.db");
 
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 2);
+        CHECK_EQ(mp_store_schema_version(s), 3);
         mp_store_close(s);
 
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta WHERE key = 'application'"
                                        " AND value = 'modelprov-collector'"), 1);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 2);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 3);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND"
                                        " tablename IN ('hosts', 'events', 'inventory', 'fingerprints', 'catalog',"
                                        " 'tensor_keys')"), 6);
                 /* The same indexes as on SQLite. */
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND"
                                        " indexname IN ('fingerprints_arch', 'fingerprints_family', 'events_path',"
-                                       " 'inventory_digest', 'fingerprints_hidden', 'fingerprints_unindexed')"), 6);
+                                       " 'inventory_digest_rows', 'fingerprints_hidden', 'fingerprints_unindexed')"),
+                         6);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'inventory_digest'"), 0);
         } else {
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
                 CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events',"
                                        " 'inventory', 'fingerprints', 'catalog')"), 5);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('fingerprints_arch',"
+                                       " 'fingerprints_family', 'events_path', 'inventory_digest_rows',"
+                                       " 'fingerprints_hidden', 'fingerprints_unindexed')"), 6);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'inventory_digest'"), 0);
         }
 
         /* Reopening keeps what was stored and does not migrate again. */
@@ -180,7 +186,7 @@ static void test_open_reopen(void) {
         enroll(s, "alpha", "m-alpha", 1, id);
         mp_store_close(s);
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 2);
+        CHECK_EQ(mp_store_schema_version(s), 3);
         mp_store_host *h = NULL;
         size_t n = 0;
         CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
@@ -793,6 +799,247 @@ static size_t count_fingerprints(mp_store *s, const mp_store_fingerprint_filter 
         return n;
 }
 
+/* ---- fetching many ------------------------------------------------------ */
+
+struct fetched {
+        uint8_t (*digests)[MP_STORE_DIGEST_SIZE];
+        size_t n;
+        mp_store *s;
+        size_t stop_after;              /* 0: never */
+};
+
+static int fetched_record(const uint8_t *digest, const uint8_t *record, size_t len, void *userdata) {
+        struct fetched *f = userdata;
+        if (f->stop_after && f->n == f->stop_after)
+                return -ECANCELED;
+        memcpy(f->digests[f->n++], digest, MP_STORE_DIGEST_SIZE);
+        /* The record as the one-digest call reads it. */
+        mp_fingerprint *fp = NULL;
+        CHECK(mp_fingerprint_unpack("fetched", record, len, &fp, NULL) == 0);
+        CHECK(fp->model_digest.len == MP_STORE_DIGEST_SIZE);
+        CHECK(memcmp(fp->model_digest.data, digest, MP_STORE_DIGEST_SIZE) == 0);
+        mp_fingerprint_free(fp);
+        return 0;
+}
+
+struct scoring_check {
+        size_t n;
+};
+
+/* A scoring record is the one mp_store_scoring_record() makes from the
+ * digest's full record (make_record() of its path name). */
+static int check_scoring(const uint8_t *digest, const uint8_t *record, size_t len, void *userdata) {
+        struct scoring_check *c = userdata;
+        mp_fingerprint *fp = NULL;
+        CHECK(mp_fingerprint_unpack("scoring", record, len, &fp, NULL) == 0);
+        CHECK(fp->model_digest.len == MP_STORE_DIGEST_SIZE);
+        CHECK(memcmp(fp->model_digest.data, digest, MP_STORE_DIGEST_SIZE) == 0);
+        size_t full_len = 0;
+        _cleanup_(freep) uint8_t *full = make_record(fp->name, digest, llama_arch, fp->parameter_count, &full_len);
+        mp_fingerprint *ffp = NULL;
+        CHECK(mp_fingerprint_unpack("full", full, full_len, &ffp, NULL) == 0);
+        _cleanup_(freep) uint8_t *expect = NULL;
+        size_t expect_len = 0;
+        CHECK(mp_store_scoring_record(ffp, &expect, &expect_len) == 0);
+        CHECK_EQ(expect_len, len);
+        CHECK(memcmp(expect, record, len) == 0);
+        CHECK(len <= full_len);
+        mp_fingerprint_free(ffp);
+        mp_fingerprint_free(fp);
+        c->n++;
+        return 0;
+}
+
+static bool digest_in(const uint8_t (*d)[MP_STORE_DIGEST_SIZE], size_t n, const uint8_t *x) {
+        for (size_t i = 0; i < n; i++)
+                if (memcmp(d[i], x, MP_STORE_DIGEST_SIZE) == 0)
+                        return true;
+        return false;
+}
+
+#define FETCH_MODELS 600
+
+/* mp_store_fingerprints(), mp_store_locations_of(), mp_store_find_hosts()
+ * and mp_store_inventory_at() agree with the one-at-a-time calls, across
+ * more digests than one statement takes (SQLite: 256). */
+static void test_fetch_many(void) {
+        _cleanup_(freep) char *dir = test_tmpdir();
+        _cleanup_(freep) char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char a1[MP_STORE_HOST_ID_SIZE], a2[MP_STORE_HOST_ID_SIZE], b[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-a1", 1, a1);
+        enroll(s, "alpha", "machine-a2", 2, a2);
+        enroll(s, "beta", "machine-b", 3, b);
+
+        /* Models 0..599 on a1 (every tenth without a record), every third
+         * also on b, every seventh removed from a1; /changed holds model 0,
+         * then model 1. */
+        mp_store_event *ev = calloc(FETCH_MODELS + FETCH_MODELS / 7 + 3, sizeof(*ev));
+        uint8_t **recs = calloc(FETCH_MODELS, sizeof(*recs));
+        char (*paths)[32] = calloc(FETCH_MODELS, sizeof(*paths));
+        CHECK(ev && recs && paths);
+        size_t n_ev = 0;
+        for (unsigned j = 0; j < FETCH_MODELS; j++) {
+                snprintf(paths[j], sizeof(paths[j]), "/m/%u", j);
+                mp_store_event *e = &ev[n_ev];
+                *e = added(n_ev + 1, paths[j], j);
+                n_ev++;
+                if (j % 10 != 0) {
+                        size_t len = 0;
+                        recs[j] = make_record(paths[j], e->model_digest, llama_arch, j, &len);
+                        e->record = recs[j];
+                        e->record_len = len;
+                }
+        }
+        for (unsigned j = 0; j < FETCH_MODELS; j += 7) {
+                ev[n_ev] = (mp_store_event) { .sequence = n_ev + 1, .kind = MP_STORE_EVENT_MODEL_REMOVED,
+                                              .observed_at = (int64_t) (n_ev + 1) * 10, .path = paths[j] };
+                n_ev++;
+        }
+        ev[n_ev] = added(n_ev + 1, "/changed", 0);
+        n_ev++;
+        ev[n_ev] = added(n_ev + 1, "/changed", 1);
+        n_ev++;
+        CHECK_EQ(ingest(s, a1, ev, n_ev, n_ev, 0), n_ev);
+        size_t n_b = 0;
+        for (unsigned j = 0; j < FETCH_MODELS; j += 3) {
+                ev[n_b] = added(n_b + 1, paths[j], j);
+                n_b++;
+        }
+        CHECK_EQ(ingest(s, b, ev, n_b, n_b, 0), n_b);
+
+        /* Every model, 50 never stored and some twice, in a scrambled order. */
+        size_t n_ask = FETCH_MODELS + 50 + 20;
+        uint8_t (*ask)[MP_STORE_DIGEST_SIZE] = calloc(n_ask, sizeof(*ask));
+        CHECK(ask);
+        for (unsigned i = 0; i < FETCH_MODELS + 50; i++)
+                digest_of((i * 383) % (FETCH_MODELS + 50), ask[i]);
+        for (unsigned i = 0; i < 20; i++)
+                digest_of(i * 13, ask[FETCH_MODELS + 50 + i]);
+
+        struct fetched f = { .digests = calloc(n_ask, sizeof(*f.digests)), .s = s };
+        CHECK(f.digests);
+        CHECK(mp_store_fingerprints(s, (const uint8_t *) ask, n_ask, fetched_record, &f, NULL) == 0);
+        /* Exactly the models with a record, each once. */
+        CHECK_EQ(f.n, FETCH_MODELS - FETCH_MODELS / 10);
+        for (unsigned j = 0; j < FETCH_MODELS + 50; j++) {
+                uint8_t d[MP_STORE_DIGEST_SIZE];
+                digest_of(j, d);
+                CHECK_EQ(digest_in(f.digests, f.n, d), j < FETCH_MODELS && j % 10 != 0);
+        }
+        for (size_t i = 0; i < f.n; i++)
+                for (size_t k = i + 1; k < f.n; k++)
+                        CHECK(memcmp(f.digests[i], f.digests[k], MP_STORE_DIGEST_SIZE) != 0);
+
+        /* Scoring records: for each model with a record, what
+         * mp_store_scoring_record() makes of it, smaller. */
+        struct scoring_check sc = { .n = 0 };
+        CHECK(mp_store_scoring_records(s, (const uint8_t *) ask, n_ask, check_scoring, &sc, NULL) == 0);
+        CHECK_EQ(sc.n, FETCH_MODELS - FETCH_MODELS / 10);
+
+        /* A callback's error stops the call and is returned. */
+        f.n = 0;
+        f.stop_after = 300;
+        CHECK_EQ(mp_store_fingerprints(s, (const uint8_t *) ask, n_ask, fetched_record, &f, NULL), -ECANCELED);
+        CHECK_EQ(f.n, 300);
+        mp_error err;
+        CHECK_EQ(mp_store_fingerprints(s, (const uint8_t *) ask, MP_STORE_MAX_FETCH + 1, fetched_record, &f, &err),
+                 -EINVAL);
+        CHECK(mp_store_fingerprints(s, NULL, 0, fetched_record, &f, NULL) == 0);
+
+        /* Locations: one run per digest in digest order, each run what
+         * mp_store_locations() says for it. */
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_locations_of(s, (const uint8_t *) ask, n_ask, &l, &n, NULL) == 0);
+        size_t expect = 0, at = 0;
+        uint8_t prev[MP_STORE_DIGEST_SIZE] = {};
+        for (size_t i = 0; i < n; i++) {
+                CHECK(i == 0 || memcmp(prev, l[i].model_digest, MP_STORE_DIGEST_SIZE) <= 0);
+                memcpy(prev, l[i].model_digest, MP_STORE_DIGEST_SIZE);
+        }
+        while (at < n) {
+                mp_store_location *one = NULL;
+                size_t n_one = 0;
+                CHECK(mp_store_locations(s, l[at].model_digest, &one, &n_one, NULL) == 0);
+                CHECK(n_one > 0 && at + n_one <= n);
+                for (size_t k = 0; k < n_one && at + k < n; k++) {
+                        const mp_store_location *x = &one[k], *y = &l[at + k];
+                        CHECK_STREQ(x->host_id, y->host_id);
+                        CHECK_STREQ(x->hostname, y->hostname);
+                        CHECK_STREQ(x->path, y->path);
+                        CHECK_STREQ(x->model_name, y->model_name);
+                        CHECK(memcmp(x->model_digest, y->model_digest, MP_STORE_DIGEST_SIZE) == 0);
+                        CHECK_EQ(x->first_seen, y->first_seen);
+                        CHECK_EQ(x->last_seen, y->last_seen);
+                        CHECK_EQ(x->present, y->present);
+                }
+                at += n_one;
+                expect += n_one;
+                mp_store_locations_free(one, n_one);
+        }
+        /* 600 rows on a1, 200 on b, /changed twice. */
+        CHECK_EQ(n, FETCH_MODELS + FETCH_MODELS / 3 + 2);
+        CHECK_EQ(expect, n);
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_locations_of(s, NULL, 0, &l, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        CHECK(!l);
+        CHECK_EQ(mp_store_locations_of(s, (const uint8_t *) ask, MP_STORE_MAX_FETCH + 1, &l, &n, NULL), -EINVAL);
+
+        /* Hosts by name or id. */
+        char (*ids)[MP_STORE_HOST_ID_SIZE] = NULL;
+        CHECK(mp_store_find_hosts(s, "alpha", &ids, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        CHECK(strcmp(ids[0], ids[1]) < 0);
+        CHECK((strcmp(ids[0], a1) == 0 && strcmp(ids[1], a2) == 0) ||
+              (strcmp(ids[0], a2) == 0 && strcmp(ids[1], a1) == 0));
+        free(ids);
+        CHECK(mp_store_find_hosts(s, b, &ids, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        CHECK_STREQ(ids[0], b);
+        free(ids);
+        CHECK(mp_store_find_hosts(s, "gamma", &ids, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        free(ids);
+        CHECK_EQ(mp_store_find_hosts(s, "al\001pha", &ids, &n, NULL), -EINVAL);
+        CHECK_EQ(mp_store_find_hosts(s, "", &ids, &n, NULL), -EINVAL);
+
+        /* One path of one host: its rows by first_seen. */
+        CHECK(mp_store_inventory_at(s, a1, "/changed", &l, &n, NULL) == 0);
+        CHECK_EQ(n, 2);
+        uint8_t d0[MP_STORE_DIGEST_SIZE], d1[MP_STORE_DIGEST_SIZE];
+        digest_of(0, d0);
+        digest_of(1, d1);
+        CHECK(memcmp(l[0].model_digest, d0, MP_STORE_DIGEST_SIZE) == 0 && !l[0].present);
+        CHECK(memcmp(l[1].model_digest, d1, MP_STORE_DIGEST_SIZE) == 0 && l[1].present);
+        CHECK(l[0].first_seen < l[1].first_seen);
+        CHECK_STREQ(l[1].hostname, "alpha");
+        CHECK_STREQ(l[1].path, "/changed");
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_inventory_at(s, a1, paths[7], &l, &n, NULL) == 0);
+        CHECK_EQ(n, 1);
+        CHECK(!l[0].present);                            /* removed */
+        CHECK_STREQ(l[0].model_name, paths[7]);
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_inventory_at(s, a2, paths[7], &l, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        mp_store_locations_free(l, n);
+        CHECK(mp_store_inventory_at(s, a1, "/nowhere", &l, &n, NULL) == 0);
+        CHECK_EQ(n, 0);
+        mp_store_locations_free(l, n);
+        CHECK_EQ(mp_store_inventory_at(s, "not-a-host", "/m/1", &l, &n, NULL), -EINVAL);
+
+        mp_store_close(s);
+        for (unsigned j = 0; j < FETCH_MODELS; j++)
+                free(recs[j]);
+        free(recs);
+        free(paths);
+        free(ev);
+        free(ask);
+        free(f.digests);
+}
+
 static void test_fingerprints_zoo(void) {
         const char *zoo = test_zoo();
         if (!zoo)
@@ -992,15 +1239,17 @@ static void test_upgrade_v1(void) {
 
         /* Opening upgrades and re-indexes. */
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 2);
+        CHECK_EQ(mp_store_schema_version(s), 3);
         if (!store_is_postgres())
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
         int64_t n_fp = zoo ? 3 : 2;
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM events"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT has_weights FROM fingerprints WHERE name = 'damaged'"), 0);
+        /* Scoring records for all but the record that does not unpack. */
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), n_fp - 1);
         CHECK_EQ(sql_int(path, "SELECT params FROM fingerprints WHERE name = 'hand-made'"), 7);  /* kept */
         CHECK_EQ(host_last_seq(s, h), 3);
 
@@ -1064,6 +1313,72 @@ static int cmp_key(const void *a, const void *b) {
 }
 
 /* The structure and candidates of fingerprints ingested by this version. */
+/* A schema 2 store (what this version makes, with schema 3's additions
+ * taken back) is upgraded on open: the inventory's covering index, and a
+ * scoring record for every stored record, built by re-indexing. */
+static void test_upgrade_v2(void) {
+        _cleanup_(freep) char *dir = test_tmpdir();
+        _cleanup_(freep) char *path = test_path(dir, "store.db");
+        mp_store *s = open_store(path);
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-v2", 1, id);
+        enum { N = 40 };
+        mp_store_event ev[N];
+        uint8_t *recs[N] = {};
+        char paths[N][16];
+        uint8_t digests[N][MP_STORE_DIGEST_SIZE];
+        for (unsigned j = 0; j < N; j++) {
+                snprintf(paths[j], sizeof(paths[j]), "/v2/%u", j);
+                ev[j] = added(j + 1, paths[j], 7000 + j);
+                memcpy(digests[j], ev[j].model_digest, MP_STORE_DIGEST_SIZE);
+                if (j % 4 != 0) {
+                        size_t len = 0;
+                        recs[j] = make_record(paths[j], ev[j].model_digest, llama_arch, j, &len);
+                        ev[j].record = recs[j];
+                        ev[j].record_len = len;
+                }
+        }
+        CHECK_EQ(ingest(s, id, ev, N, N, 0), N);
+        mp_store_close(s);
+
+        store_sql_exec(path, "DROP TABLE scoring_records");
+        store_sql_exec(path, "DROP INDEX inventory_digest_rows");
+        store_sql_exec(path, "CREATE INDEX inventory_digest ON inventory(model_digest)");
+        if (store_is_postgres())
+                store_sql_exec(path, "UPDATE modelprov_meta SET value = '2' WHERE key = 'schema_version'");
+        else
+                store_sql_exec(path, "PRAGMA user_version = 2");
+
+        s = open_store(path);
+        CHECK_EQ(mp_store_schema_version(s), 3);
+        int64_t with_record = N - (N + 3) / 4;
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), with_record);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), with_record);
+        if (store_is_postgres()) {
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'inventory_digest_rows'"), 1);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'inventory_digest'"), 0);
+        } else {
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'inventory_digest_rows'"), 1);
+                CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'inventory_digest'"), 0);
+        }
+        struct scoring_check sc = { .n = 0 };
+        CHECK(mp_store_scoring_records(s, (const uint8_t *) digests, N, check_scoring, &sc, NULL) == 0);
+        CHECK_EQ(sc.n, (size_t) with_record);
+        mp_store_location *l = NULL;
+        size_t n = 0;
+        CHECK(mp_store_locations_of(s, (const uint8_t *) digests, N, &l, &n, NULL) == 0);
+        CHECK_EQ(n, N);
+        mp_store_locations_free(l, n);
+        mp_store_close(s);
+
+        /* Opening again changes nothing. */
+        s = open_store(path);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), with_record);
+        mp_store_close(s);
+        for (unsigned j = 0; j < N; j++)
+                free(recs[j]);
+}
+
 static void test_candidates(void) {
         char *dir = test_tmpdir();
         char *path = test_path(dir, "store.db");
@@ -1569,14 +1884,14 @@ static void test_concurrent_open(void) {
                 CHECK(pthread_join(t[i], NULL) == 0);
                 if (o[i].r < 0)
                         fprintf(stderr, "opener %zu: %s\n", i, o[i].why);
-                CHECK_EQ(o[i].r, 2);
+                CHECK_EQ(o[i].r, 3);
         }
         pthread_barrier_destroy(&start);
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta"), 2);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 2);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 3);
         } else
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 2);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
         free(url);
         free(path);
         free(dir);
@@ -2079,8 +2394,10 @@ int main(void) {
         RUN(test_ingest_replays);
         RUN(test_crash_safety);
         RUN(test_inventory_history);
+        RUN(test_fetch_many);
         RUN(test_fingerprints_zoo);
         RUN(test_upgrade_v1);
+        RUN(test_upgrade_v2);
         RUN(test_candidates);
         RUN(test_hostile);
         RUN(test_two_writers);
