@@ -559,7 +559,8 @@ static int digest_cmp(const void *a, const void *b) {
 }
 
 /* Seconds to read the inventory rows of the distinct models among the hits,
- * one mp_store_locations() each, on one thread: the part of a blast radius
+ * MP_STORE_MAX_FETCH models per mp_store_locations_of() call (as blast
+ * radius reads them, in larger batches), on one thread: the part of a blast radius
  * that grows with the (host, path) rows per fingerprint. */
 static double locations_s(mp_store *s, const mp_blast_hit *h, size_t n, size_t *models, size_t *rows) {
         uint8_t (*d)[DIGEST_SIZE] = n ? calloc(n, DIGEST_SIZE) : NULL;
@@ -574,11 +575,11 @@ static double locations_s(mp_store *s, const mp_blast_hit *h, size_t n, size_t *
                         memmove(d[m++], d[i], DIGEST_SIZE);
         *rows = 0;
         double t0 = now_s();
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = 0; i < m; i += MP_STORE_MAX_FETCH) {
                 mp_store_location *l = NULL;
-                size_t k = 0;
+                size_t k = 0, batch = m - i < MP_STORE_MAX_FETCH ? m - i : MP_STORE_MAX_FETCH;
                 mp_error err;
-                if (mp_store_locations(s, d[i], &l, &k, &err) < 0)
+                if (mp_store_locations_of(s, d[i], batch, &l, &k, &err) < 0)
                         die("locations", &err);
                 *rows += k;
                 mp_store_locations_free(l, k);
