@@ -503,8 +503,10 @@ static json_t *event_detail(const Modelprov__V1__Event *e) {
         _cleanup_(freep) char *s = NULL;
         int n = -1;
         if (e->kind == MODELPROV__V1__EVENT_KIND__FINDING && e->finding)
-                n = asprintf(&s, "%s: %s", e->finding->kind ? e->finding->kind : "",
-                             e->finding->detail ? e->finding->detail : "");
+                n = asprintf(&s, "%s: %s%s%s", e->finding->kind ? e->finding->kind : "",
+                             e->finding->detail ? e->finding->detail : "",
+                             e->finding->file && e->finding->file[0] ? " in " : "",
+                             e->finding->file ? e->finding->file : "");
         else if (e->kind == MODELPROV__V1__EVENT_KIND__SCAN_MATCH && e->match)
                 n = asprintf(&s, "%s (%s, score %.3f, %s)", e->match->catalog_entry ? e->match->catalog_entry : "",
                              e->match->verdict ? e->match->verdict : "", e->match->score,

@@ -93,10 +93,8 @@ static void page_head(const report *r, FILE *f, const char *title) {
         fputs("</code>.</p>\n</header>\n", f);
 }
 
-/* No "file" column: the collector keeps a finding's kind and detail, not
- * the file inside the model it names (the detail usually says). */
 static void findings_section(const report *r, FILE *f) {
-        static const char *const titles[] = { "Host", "Path", "Kind", "Detail", "Reported", "Status" };
+        static const char *const titles[] = { "Host", "Path", "Kind", "Detail", "File", "Reported", "Status" };
         char when[64];
         out(f, "<section id=\"findings\" class=\"findings%s\">\n<h2>Findings (%zu)</h2>\n",
             r->n_findings ? "" : " none", r->n_findings);
@@ -117,6 +115,7 @@ static void findings_section(const report *r, FILE *f) {
                 report_put_html(f, fd->kind);
                 fputs("</span></td>", f);
                 cell(f, NULL, fd->detail);
+                cell(f, "mono", fd->file);
                 cell(f, NULL, report_time(x->event->observed_at, when, sizeof(when)));
                 cell(f, NULL, x->installed ? "installed" : "not in the inventory now");
                 fputs("</tr>\n", f);

@@ -48,7 +48,7 @@ static void md_head(FILE *f, const char *const *titles, size_t n) {
 }
 
 static void md_findings(const report *r, FILE *f) {
-        static const char *const titles[] = { "Host", "Path", "Kind", "Detail", "Reported", "Status" };
+        static const char *const titles[] = { "Host", "Path", "Kind", "Detail", "File", "Reported", "Status" };
         char when[64];
         fprintf(f, "## Findings (%zu)\n\n", r->n_findings);
         if (r->n_findings == 0) {
@@ -58,8 +58,8 @@ static void md_findings(const report *r, FILE *f) {
         md_head(f, titles, ELEMENTSOF(titles));
         for (size_t i = 0; i < r->n_findings; i++) {
                 const report_finding *x = &r->findings[i];
-                md_row(f, 6, report_host_name(r, x->host, x->host_id), x->path, x->event->finding->kind,
-                       x->event->finding->detail, report_time(x->event->observed_at, when, sizeof(when)),
+                md_row(f, 7, report_host_name(r, x->host, x->host_id), x->path, x->event->finding->kind,
+                       x->event->finding->detail, x->event->finding->file, report_time(x->event->observed_at, when, sizeof(when)),
                        x->installed ? "installed" : "not in the inventory now");
         }
         fputc('\n', f);

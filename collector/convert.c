@@ -31,6 +31,7 @@ static int convert_event(const Modelprov__V1__Event *in, size_t index, mp_store_
         if (in->finding) {
                 out->finding_kind = in->finding->kind;
                 out->finding_detail = optional_string(in->finding->detail);
+                out->finding_file = optional_string(in->finding->file);
         }
         if (in->match) {
                 out->match_entry = in->match->catalog_entry;
@@ -130,6 +131,7 @@ void convert_history(const mp_store_history_entry *h, Modelprov__V1__HistoryEven
                 modelprov__v1__finding__init(finding);
                 finding->kind = h->finding_kind;
                 finding->detail = h->finding_detail ? h->finding_detail : (char *) "";
+                finding->file = h->finding_file ? h->finding_file : (char *) "";
                 finding->offset = -1;
                 ev->finding = finding;
         }

@@ -634,7 +634,7 @@ static int check_event(mp_store_item *it, size_t index, mp_bump *bump, mp_error 
                 return mp_error_set(err, -EINVAL, NULL, -1, "%s: record of %zu bytes exceeds the limit of %u", what,
                                     ev->record_len, MP_STORE_MAX_RECORD);
 
-        if (!finding && (ev->finding_kind || ev->finding_detail))
+        if (!finding && (ev->finding_kind || ev->finding_detail || ev->finding_file))
                 return mp_error_set(err, -EINVAL, NULL, -1, "%s: finding fields on a %s event", what,
                                     mp_store_event_kind_name(ev->kind));
         if (!match && (ev->match_entry || ev->match_verdict || ev->match_relation || ev->match_score != 0))
@@ -645,6 +645,8 @@ static int check_event(mp_store_item *it, size_t index, mp_bump *bump, mp_error 
                 if (r >= 0)
                         r = check_field(ev->finding_detail, what, "finding detail", MP_STORE_MAX_DETAIL, false, true,
                                         err);
+                if (r >= 0)
+                        r = check_field(ev->finding_file, what, "finding file", MP_STORE_MAX_PATH, false, true, err);
         }
         if (match) {
                 r = check_field(ev->match_entry, what, "match entry", MP_STORE_MAX_IDENT, true, false, err);
@@ -805,6 +807,7 @@ void mp_store_history_free(mp_store_history_entry *h, size_t n) {
                 free(h[i].path);
                 free(h[i].finding_kind);
                 free(h[i].finding_detail);
+                free(h[i].finding_file);
                 free(h[i].match_entry);
                 free(h[i].match_verdict);
                 free(h[i].match_relation);

@@ -146,7 +146,8 @@ mp_store_event_kind mp_store_event_kind_of(const char *name);
  *                  modelprov.v1.Fingerprint; when present its model_digest
  *                  must equal model_digest);
  *   removed:       path (model_digest informative);
- *   finding:       path, finding_kind, finding_detail (optional);
+ *   finding:       path, finding_kind, finding_detail and finding_file
+ *                  (both optional);
  *   scan-match:    path, model_digest, match_entry, match_verdict,
  *                  match_relation (optional), match_score (finite). */
 typedef struct mp_store_event {
@@ -163,6 +164,7 @@ typedef struct mp_store_event {
         const mp_fingerprint *fingerprint;
         const char *finding_kind;
         const char *finding_detail;
+        const char *finding_file;       /* optional: the file in the model it is about */
         const char *match_entry;
         const char *match_verdict;
         const char *match_relation;
@@ -303,6 +305,7 @@ typedef struct mp_store_history_entry {
         bool has_digest;
         char *finding_kind;             /* NULL unless a finding */
         char *finding_detail;
+        char *finding_file;             /* NULL when the agent named none */
         char *match_entry;              /* NULL unless a scan match */
         char *match_verdict;
         char *match_relation;

@@ -188,7 +188,9 @@ static const char *const migrations[] = {
         "  digest BYTEA PRIMARY KEY CHECK (length(digest) = 32),"
         "  record BYTEA NOT NULL);"
         "ALTER TABLE scoring_records ALTER COLUMN record SET STORAGE EXTERNAL;"
-        "UPDATE fingerprints SET indexed = 0;",
+        "UPDATE fingerprints SET indexed = 0;"
+        /* A finding's file inside the model (the agent reports it). */
+        "ALTER TABLE events ADD COLUMN finding_file " CTEXT ";",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -251,7 +253,7 @@ typedef enum stmt_id {
 
 #define HISTORY_COLUMNS                                                                 \
         "SELECT host_id, seq, kind, observed_at, path, model_digest, finding_kind, finding_detail, match_entry," \
-        " match_verdict, match_relation, match_score FROM events"
+        " match_verdict, match_relation, match_score, finding_file FROM events"
 
 static const char *const stmt_sql[_ST_MAX] = {
         [ST_HOST_ENROLL] = "INSERT INTO hosts (id, machine_id, hostname, agent_version, os, key_hash, enrolled_at,"
@@ -264,8 +266,8 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_HOST_LOCK] = "SELECT last_seq FROM hosts WHERE id = $1 FOR UPDATE",
         [ST_HOST_ADVANCE] = "UPDATE hosts SET last_seq = $2, last_seen = greatest(last_seen, $3) WHERE id = $1",
         [ST_EVENT_INSERT] = "INSERT INTO events (host_id, seq, kind, observed_at, path, model_digest, finding_kind,"
-                            " finding_detail, match_entry, match_verdict, match_relation, match_score)"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                            " finding_detail, match_entry, match_verdict, match_relation, match_score, finding_file)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                             " ON CONFLICT (host_id, seq) DO NOTHING",
         [ST_FP_INSERT] = "WITH f AS (INSERT INTO fingerprints (digest, record, name, format, arch_hash, family_hash,"
                          " params, n_tensors, first_seen, hidden_size, num_layers, vocab_size, has_weights, indexed)"
@@ -1280,6 +1282,7 @@ static int insert_event(pg_store *st, const char *host_id, const mp_store_item *
                 param_double(&p, ev->match_score);
         else
                 param_text(&p, NULL);
+        param_opt(&p, finding ? ev->finding_file : NULL);
         _cleanup_(pqclearp) PGresult *res = NULL;
         int r = exec_stmt(st, ST_EVENT_INSERT, &p, false, &res, what, err);
         if (r >= 0)
@@ -1643,6 +1646,8 @@ static int fill_history(const PGresult *res, int row, void *elem) {
                 r = value_dup(res, row, 10, true, &e->match_relation);
         if (r >= 0)
                 r = value_double(res, row, 11, &e->match_score);
+        if (r >= 0)
+                r = value_dup(res, row, 12, true, &e->finding_file);
         return r;
 }
 

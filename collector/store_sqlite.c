@@ -143,7 +143,9 @@ static const char *const migrations[] = {
         "CREATE TABLE scoring_records ("
         "  digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32),"
         "  record BLOB NOT NULL);"
-        "UPDATE fingerprints SET indexed = 0;",
+        "UPDATE fingerprints SET indexed = 0;"
+        /* A finding's file inside the model (the agent reports it). */
+        "ALTER TABLE events ADD COLUMN finding_file TEXT;",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -199,8 +201,8 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_HOST_SEQ] = "SELECT last_seq FROM hosts WHERE id = ?1",
         [ST_HOST_ADVANCE] = "UPDATE hosts SET last_seq = ?2, last_seen = max(last_seen, ?3) WHERE id = ?1",
         [ST_EVENT_INSERT] = "INSERT INTO events (host_id, seq, kind, observed_at, path, model_digest, finding_kind,"
-                            " finding_detail, match_entry, match_verdict, match_relation, match_score)"
-                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                            " finding_detail, match_entry, match_verdict, match_relation, match_score, finding_file)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         [ST_FP_INSERT] = "INSERT OR IGNORE INTO fingerprints (digest, record, name, format, arch_hash, family_hash,"
                          " params, n_tensors, first_seen, hidden_size, num_layers, vocab_size, has_weights, indexed)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)",
@@ -234,7 +236,7 @@ static const char *const stmt_sql[_ST_MAX] = {
                          " LEFT JOIN fingerprints f ON f.digest = i.model_digest WHERE i.model_digest = ?1"
                          " ORDER BY i.host_id, i.path, i.first_seen",
         [ST_HISTORY] = "SELECT host_id, seq, kind, observed_at, path, model_digest, finding_kind, finding_detail,"
-                       " match_entry, match_verdict, match_relation, match_score FROM events"
+                       " match_entry, match_verdict, match_relation, match_score, finding_file FROM events"
                        " WHERE (?1 IS NULL OR host_id = ?1) AND (?2 IS NULL OR path = ?2) ORDER BY host_id, seq",
         [ST_FINGERPRINT] = "SELECT record FROM fingerprints WHERE digest = ?1",
         [ST_FIND_HOSTS] = "SELECT id FROM hosts WHERE id = ?1 OR hostname = ?1 ORDER BY id",
@@ -713,6 +715,7 @@ static int insert_event(sqlite_store *st, const char *host_id, const mp_store_it
         if (ev->kind == MP_STORE_EVENT_FINDING) {
                 sqlite3_bind_text(q, 7, ev->finding_kind, -1, SQLITE_STATIC);
                 bind_text_or_null(q, 8, ev->finding_detail);
+                bind_text_or_null(q, 13, ev->finding_file);
         } else if (ev->kind == MP_STORE_EVENT_SCAN_MATCH) {
                 sqlite3_bind_text(q, 9, ev->match_entry, -1, SQLITE_STATIC);
                 sqlite3_bind_text(q, 10, ev->match_verdict, -1, SQLITE_STATIC);
@@ -1099,6 +1102,7 @@ static int fill_history(sqlite_store *st, sqlite3_stmt *q, void *elem, const cha
                 .match_verdict = column_strdup_opt(q, 9, &oom),
                 .match_relation = column_strdup_opt(q, 10, &oom),
                 .match_score = sqlite3_column_double(q, 11),
+                .finding_file = column_strdup_opt(q, 12, &oom),
         };
         column_host_id(q, 0, e->host_id);
         e->has_digest = sqlite3_column_type(q, 5) != SQLITE_NULL;

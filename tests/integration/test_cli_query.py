@@ -300,9 +300,9 @@ class QueryPlaintext(QueryTestBase):
             self.assertEqual((r["host"], r["host_id"]), ("host-a", self.agents["host-a"].host_id))
             self.check_times(r, "observed_at")
         self.assertEqual(rows[0]["model_digest"], f.hex["base"])
-        self.assertEqual(rows[2]["detail"], "unsafe-pickle-global: os.system, in pickle")
+        self.assertEqual(rows[2]["detail"], "unsafe-pickle-global: os.system, in pickle in pytorch_model.bin")
         self.assertTrue(rows[3]["detail"].startswith("gen-base (Confirmed Match, score 0.970"))
-        self.assertIn('"unsafe-pickle-global: os.system, in pickle"', self.query("history", "--csv").stdout)
+        self.assertIn('"unsafe-pickle-global: os.system, in pickle in pytorch_model.bin"', self.query("history", "--csv").stdout)
         self.assertEqual(table.splitlines()[-1], "5 events")
 
         rows = json.loads(self.query("history", "--json").stdout)

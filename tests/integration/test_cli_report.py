@@ -252,6 +252,9 @@ class ReportTest(unittest.TestCase):
         self.assertLess(page.index('id="totals"'), page.index('id="lineage"'))
         self.assertIn("os.system, in pickle", text)
         self.assertIn(HOSTILE_FINDING, text)
+        # The file inside the model each finding is about (the agent's
+        # Finding.file, kept by the collector).
+        self.assertEqual(page.count('<td class="mono">pytorch_model.bin</td>'), 2)
         # Models by base model: the catalog entries with their counts.
         self.assertRegex(text, rf"{CATALOG['base']} \(catalog entry: 3 models, 5 copies on 4 hosts\)")
         self.assertIn(f"{HOSTILE_ENTRY} (catalog entry: 1 model, 2 copies on 1 host)", text)
@@ -294,6 +297,7 @@ class ReportTest(unittest.TestCase):
         md = self.reports["inventory", "md"]
         self.assertTrue(md.startswith("# Fleet inventory\n"))
         self.assertLess(md.index("## Findings (2)"), md.index("## Totals"))
+        self.assertEqual(md.count(" | pytorch\\_model.bin | "), 2)
         self.assertIn("- Hosts: 5 (1 stale)\n- Models installed: 9\n- Distinct weights: 6\n- Findings: 2\n", md)
         self.assertIn(f"### {CATALOG['base']} (catalog entry: 3 models on 4 hosts)", md)
         self.assertIn("| old-box |", md)
@@ -305,7 +309,7 @@ class ReportTest(unittest.TestCase):
         for line in md.splitlines():
             if line.startswith("| ") and "---" not in line:
                 cells = re.split(r"(?<!\\)\|", line)[1:-1]
-                self.assertIn(len(cells), (6, 8), line)
+                self.assertIn(len(cells), (6, 7, 8), line)     # hosts, findings, models
 
     def test_inventory_csv(self):
         f, raw = self.fleet, self.reports["inventory", "csv"]

@@ -643,7 +643,8 @@ static void test_inventory_history(void) {
                 { .sequence = 1, .kind = MP_STORE_EVENT_MODEL_ADDED, .observed_at = 1000, .path = p },
                 { .sequence = 2, .kind = MP_STORE_EVENT_MODEL_CHANGED, .observed_at = 2000, .path = p },
                 { .sequence = 3, .kind = MP_STORE_EVENT_FINDING, .observed_at = 2500, .path = p,
-                  .finding_kind = "truncated", .finding_detail = "tensor x ends past the file\n(line 2)" },
+                  .finding_kind = "truncated", .finding_detail = "tensor x ends past the file\n(line 2)",
+                  .finding_file = "model-00002-of-00002.safetensors" },
                 { .sequence = 4, .kind = MP_STORE_EVENT_SCAN_MATCH, .observed_at = 2600, .path = p,
                   .match_entry = "llama-base", .match_verdict = "derived", .match_relation = "fine-tune",
                   .match_score = 0.93 },
@@ -724,6 +725,8 @@ static void test_inventory_history(void) {
         CHECK(!h[2].has_digest);
         CHECK_STREQ(h[2].finding_kind, "truncated");
         CHECK_STREQ(h[2].finding_detail, "tensor x ends past the file\n(line 2)");
+        CHECK_STREQ(h[2].finding_file, "model-00002-of-00002.safetensors");
+        CHECK(!h[3].finding_file);
         CHECK(!h[2].match_entry);
         CHECK_STREQ(h[3].match_entry, "llama-base");
         CHECK_STREQ(h[3].match_verdict, "derived");
@@ -1344,6 +1347,7 @@ static void test_upgrade_v2(void) {
         store_sql_exec(path, "DROP TABLE scoring_records");
         store_sql_exec(path, "DROP INDEX inventory_digest_rows");
         store_sql_exec(path, "CREATE INDEX inventory_digest ON inventory(model_digest)");
+        store_sql_exec(path, "ALTER TABLE events DROP COLUMN finding_file");
         if (store_is_postgres())
                 store_sql_exec(path, "UPDATE modelprov_meta SET value = '2' WHERE key = 'schema_version'");
         else
