@@ -4,7 +4,7 @@
 # when the zoo is not beside the checkout); then the whole system on one
 # machine: a collector and the host agent on loopback, models put into the
 # agent's watched directory, the fleet inventory and a blast-radius query,
-# and both stopped cleanly.
+# the HTML reports of both (build/demo/), and both stopped cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -132,6 +132,13 @@ echo "\$ modelprov query inventory"
 "$mp" query inventory "${q[@]}"
 echo "\$ modelprov query blast-radius --model $models/base"
 "$mp" query blast-radius --model "$models/base" "${q[@]}" -q
+mkdir -p build/demo
+echo "\$ modelprov report inventory -o build/demo/inventory.html"
+"$mp" report inventory "${q[@]}" -o build/demo/inventory.html
+echo "\$ modelprov report blast-radius $models/base -o build/demo/incident.html (and --format md)"
+"$mp" report blast-radius "$models/base" "${q[@]}" -q -o build/demo/incident.html
+"$mp" report blast-radius "$models/base" "${q[@]}" -q --format md | sed -n '/^## Affected/,/^## /p'
+echo "reports: $PWD/build/demo/inventory.html, $PWD/build/demo/incident.html (self-contained: open them in any browser)"
 echo "stopping modelprovd and the collector"
 kill -TERM "$agent" && wait "$agent"
 kill -TERM "$collector" && wait "$collector"
