@@ -34,6 +34,10 @@
 
 #define PEM_MAX (1u << 20)
 
+/* rpc_server_stop(): how long the calls that cancel_all ended may take to
+ * be freed before the server is torn down anyway (and they are reported). */
+#define CALLS_DRAIN_MS 10000
+
 enum tag_kind {
         TAG_NEW,                /* a call arrived */
         TAG_UNARY_DONE,         /* the single reply batch of a unary call */
@@ -601,6 +605,23 @@ fail:
         return r;
 }
 
+/* Waits until every call is freed, at most CALLS_DRAIN_MS.  The workers
+ * serve the queue meanwhile; without them, this thread does. */
+static void drain_calls(rpc_server *s, bool any_worker) {
+        struct worker w = {.server = s};
+        for (unsigned waited = 0; atomic_load(&s->live_calls) > 0 && waited < CALLS_DRAIN_MS; waited += 10) {
+                gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                     gpr_time_from_millis(10, GPR_TIMESPAN));
+                if (any_worker) {
+                        gpr_sleep_until(deadline);
+                        continue;
+                }
+                grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
+                if (ev.type == GRPC_OP_COMPLETE && ((struct tag *) ev.tag)->kind != TAG_SHUTDOWN)
+                        on_event(&w, ev.tag, ev.success);
+        }
+}
+
 long rpc_server_stop(rpc_server *s) {
         if (!s)
                 return 0;
@@ -631,8 +652,11 @@ long rpc_server_stop(rpc_server *s) {
                 }
         }
 
-        /* Destroy only after the shutdown tag and our cancel both returned:
-         * the workers may still be freeing the calls cancel_all ended. */
+        /* Destroy only after the shutdown tag and our cancel both returned,
+         * and the calls cancel_all ended are freed: until then a worker may
+         * still start a call's last batch (its status), which the queue must
+         * accept — gRPC aborts on a batch for a queue already shut down. */
+        drain_calls(s, any_worker);
         grpc_server_destroy(s->grpc);
         grpc_completion_queue_shutdown(s->cq);
         for (unsigned i = 0; i < s->opts.threads; i++)

@@ -790,42 +790,49 @@ class BlastRadiusTest(CollectorCase):
 
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_with_open_stream(self):
+        # Several streams left open: on SIGTERM, cancel_all ends them all and
+        # the workers still send their statuses while the server shuts down.
+        # Regression: the queue was shut down before those last batches were
+        # started, and gRPC aborted ("assertion failed: grpc_cq_begin_op").
+        import queue
         c = env.Collector(os.path.join(TMP, "sigterm")).start()
         ch = c.channel()
-        a = env.Agent(c, ch, "sigterm-machine-1")
-        a.enroll()
         ev = env.Events()
-        # A stream that stays open: one batch acknowledged, then nothing.
-        import queue
-        q = queue.Queue()
+        streams = []
+        for i in range(8):
+            a = env.Agent(c, ch, f"sigterm-machine-{i}")
+            a.enroll()
+            q = queue.Queue()
 
-        def requests():
-            while True:
-                b = q.get()
-                if b is None:
-                    return
-                yield b
-        responses = a.ingest.Report(requests(), metadata=a.md(), timeout=60)
-        q.put(ev.batch([ev.finding(1, "/srv/1")]))
-        self.assertEqual(next(responses).acked_through, 1)
+            def requests(q=q):
+                while True:
+                    b = q.get()
+                    if b is None:
+                        return
+                    yield b
+            responses = a.ingest.Report(requests(), metadata=a.md(), timeout=60)
+            q.put(ev.batch([ev.finding(1, "/srv/1")]))
+            self.assertEqual(next(responses).acked_through, 1)
+            streams.append((a, q, responses))
         t0 = time.monotonic()
         rc = c.stop(timeout=15)
         self.assertEqual(rc, 0, c.log())
         self.assertLess(time.monotonic() - t0, 10)
-        with self.assertRaises(grpc.RpcError):
-            next(responses)
-        q.put(None)
+        for _, q, responses in streams:
+            with self.assertRaises(grpc.RpcError):
+                next(responses)
+            q.put(None)
         ch.close()
-        # The store survives: started again, the host is still there.
+        # The store survives: started again, the hosts are still there.
         c.start()
         try:
             ch = c.channel()
             hosts = rpc.QueryStub(ch).Hosts(pb.HostsRequest(), metadata=c.query_md(), timeout=10).hosts
-            self.assertEqual([(h.host_id, h.acked_through) for h in hosts], [(a.host_id, 1)])
+            self.assertEqual(sorted((h.host_id, h.acked_through) for h in hosts),
+                             sorted((a.host_id, 1) for a, _, _ in streams))
             ch.close()
         finally:
             self.assertEqual(c.stop(), 0, c.log())
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
