@@ -137,7 +137,7 @@ echo "\$ modelprov report inventory -o build/demo/inventory.html"
 "$mp" report inventory "${q[@]}" -o build/demo/inventory.html
 echo "\$ modelprov report blast-radius $models/base -o build/demo/incident.html (and --format md)"
 "$mp" report blast-radius "$models/base" "${q[@]}" -q -o build/demo/incident.html
-"$mp" report blast-radius "$models/base" "${q[@]}" -q --format md | sed -n '/^## Affected/,/^## /p'
+"$mp" report blast-radius "$models/base" "${q[@]}" -q --format md | awk '/^## /{p = /^## Affected/} p'
 echo "reports: $PWD/build/demo/inventory.html, $PWD/build/demo/incident.html (self-contained: open them in any browser)"
 echo "stopping modelprovd and the collector"
 kill -TERM "$agent" && wait "$agent"
