@@ -31,7 +31,9 @@ size_t report_bidi_control_at(const char *s) {
         return 0;
 }
 
-void report_put_html(FILE *f, const char *s) {
+/* Writes s as valid UTF-8, bidi controls replaced by U+FFFD (they could
+ * reorder what a reader sees), every other byte through put. */
+static void put_text(FILE *f, const char *s, void (*put)(FILE *f, unsigned char c)) {
         _cleanup_(freep) char *u = utf8_of(s);
         if (!u) {
                 fputs("(out of memory)", f);
@@ -42,41 +44,41 @@ void report_put_html(FILE *f, const char *s) {
                 if (bidi > 0) {
                         fputs("\xef\xbf\xbd", f);
                         p += bidi - 1;
-                        continue;
-                }
-                switch (*p) {
-                case '&': fputs("&amp;", f); break;
-                case '<': fputs("&lt;", f); break;
-                case '>': fputs("&gt;", f); break;
-                case '"': fputs("&quot;", f); break;
-                case '\'': fputs("&#39;", f); break;
-                default:
-                        if (*p < 0x20 || *p == 0x7f)
-                                fputs("\xef\xbf\xbd", f);
-                        else
-                                fputc(*p, f);
-                }
+                } else
+                        put(f, *p);
         }
 }
 
-void report_put_markdown(FILE *f, const char *s) {
-        _cleanup_(freep) char *u = utf8_of(s);
-        if (!u) {
-                fputs("(out of memory)", f);
-                return;
-        }
-        for (const unsigned char *p = (const unsigned char *) u; *p; p++) {
-                size_t bidi = report_bidi_control_at((const char *) p);
-                if (bidi > 0) {
+static void put_html_byte(FILE *f, unsigned char c) {
+        switch (c) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+                if (c < 0x20 || c == 0x7f)
                         fputs("\xef\xbf\xbd", f);
-                        p += bidi - 1;
-                } else if (*p < 0x20 || *p == 0x7f)
-                        fputc(' ', f);
-                else if (strchr("\\`*_{}[]()<>#!|~&", *p)) {
-                        /* '&' too: no entity reference either. */
-                        fputc('\\', f);
-                        fputc(*p, f);
-                } else
-                        fputc(*p, f);
+                else
+                        fputc(c, f);
         }
+}
+
+static void put_markdown_byte(FILE *f, unsigned char c) {
+        if (c < 0x20 || c == 0x7f)
+                fputc(' ', f);
+        else if (strchr("\\`*_{}[]()<>#!|~&", c)) {
+                /* '&' too: no entity reference either. */
+                fputc('\\', f);
+                fputc(c, f);
+        } else
+                fputc(c, f);
+}
+
+void report_put_html(FILE *f, const char *s) {
+        put_text(f, s, put_html_byte);
+}
+
+void report_put_markdown(FILE *f, const char *s) {
+        put_text(f, s, put_markdown_byte);
 }
