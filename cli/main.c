@@ -1,10 +1,10 @@
 /* main.c - `modelprov`: dispatch to one subcommand per file. */
-#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 #include "output.h"
+#include "util/heap.h"
 
 
 typedef struct command {
@@ -38,8 +38,7 @@ int main(int argc, char **argv) {
          * handing it back to the kernel after every large free.  A scan
          * unpacks and drops a record per catalog entry; trimming after each
          * made it refault the same pages a thousand times. */
-        mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
-        mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+        mp_heap_keep_freed();
 
         if (argc < 2) {
                 usage(stderr);

@@ -23,6 +23,7 @@
 
 #include "catalog/catalog.h"
 #include "collector/catalog_file.h"
+#include "collector/hit_order.h"
 #include "util/bump.h"
 #include "util/macro.h"
 #include "util/strutil.h"
@@ -428,7 +429,8 @@ typedef struct overlap {
         size_t n_shared;
         bool complete;                  /* every keyed tensor on both sides has its identical twin */
         bool rearranged;                /* each other one has a same-named, same-shape twin of the same
-                                         * norm: its values moved, none changed (a permutation) */
+                                         * norm: its values moved, none changed (a permutation); only
+                                         * worked out for a partial overlap (some shared, not complete) */
 } overlap;
 
 static bool same_shape(const Modelprov__V1__TensorDigest *a, const Modelprov__V1__TensorDigest *b) {
@@ -442,37 +444,57 @@ static bool same_norm(double a, double b) {
         return isfinite(a) && isfinite(b) && a > 0 && fabs(a - b) <= 1e-4 * a;
 }
 
+/* The target's keyed tensor with t's content, or NULL. */
+static const keyed *shared_with_target(const target_index *ti, const Modelprov__V1__TensorDigest *t) {
+        keyed key;
+        memcpy(key.hash, t->xxh3_128.data, 16);
+        return ti->n ? bsearch(&key, ti->k, ti->n, sizeof(*ti->k), cmp_keyed) : NULL;
+}
+
+/* Has each of b's keyed tensors that the target lacks a twin of the same
+ * name, shape and norm there? */
+static bool rearranged(const target_index *ti, const mp_fingerprint *b) {
+        for (size_t i = 0; i < b->n_tensors; i++) {
+                const Modelprov__V1__TensorDigest *t = b->tensors[i];
+                if (!mp_store_tensor_keyed(t) || shared_with_target(ti, t))
+                        continue;
+                const Modelprov__V1__TensorDigest *const *twin =
+                        ti->n_by_name ? bsearch(&t, ti->by_name, ti->n_by_name, sizeof(*ti->by_name),
+                                                cmp_tensor_name)
+                                      : NULL;
+                if (!twin || !same_shape(t, *twin) || !same_norm((*twin)->l2, t->l2))
+                        return false;
+        }
+        return true;
+}
+
 static void tensor_overlap(const worker *w, const mp_fingerprint *b, overlap *o) {
         const target_index *ti = w->sc->ti;
         size_t n_seen = 0;
         bool all_mine = true;
-        *o = (overlap) { .rearranged = true };
+        *o = (overlap) {};
         memset(w->seen, 0, ti->n ? ti->n : 1);
         for (size_t i = 0; i < b->n_tensors; i++) {
                 const Modelprov__V1__TensorDigest *t = b->tensors[i];
                 if (!mp_store_tensor_keyed(t))
                         continue;
                 o->own_bytes = add_sat(o->own_bytes, t->n_bytes);
-                keyed key;
-                memcpy(key.hash, t->xxh3_128.data, 16);
-                const keyed *k = ti->n ? bsearch(&key, ti->k, ti->n, sizeof(*ti->k), cmp_keyed) : NULL;
-                if (k) {
-                        o->shared_bytes = add_sat(o->shared_bytes, t->n_bytes);
-                        o->n_shared++;
-                        size_t at = (size_t) (k - ti->k);
-                        n_seen += !w->seen[at];
-                        w->seen[at] = 1;
+                const keyed *k = shared_with_target(ti, t);
+                if (!k) {
+                        all_mine = false;
                         continue;
                 }
-                all_mine = false;
-                const Modelprov__V1__TensorDigest *const *twin =
-                        ti->n_by_name ? bsearch(&t, ti->by_name, ti->n_by_name, sizeof(*ti->by_name),
-                                                cmp_tensor_name)
-                                      : NULL;
-                if (!twin || !same_shape(t, *twin) || !same_norm((*twin)->l2, t->l2))
-                        o->rearranged = false;
+                o->shared_bytes = add_sat(o->shared_bytes, t->n_bytes);
+                o->n_shared++;
+                size_t at = (size_t) (k - ti->k);
+                n_seen += !w->seen[at];
+                w->seen[at] = 1;
         }
         o->complete = all_mine && n_seen == ti->n;
+        /* Only a partial overlap asks (lineage_explains()); the name
+         * lookups it takes were a tenth of scoring a fine-tune. */
+        if (o->n_shared > 0 && !o->complete)
+                o->rearranged = rearranged(ti, b);
 }
 
 /* Does compare's lineage account for the whole candidate, beyond the
@@ -735,123 +757,6 @@ static void scoring_done(scoring *sc) {
         free(sc->slots);
 }
 
-/* The relation of exact copies: the hits of the target's own digest carry
- * this very pointer, so that the sort (over 100,000 hits for a large
- * family) tells them by address. */
-static const char exact_copy[] = MP_BLAST_EXACT_COPY;
-
-/* Sorting the hits (over 150,000 for a large family) with string compares
- * of hostnames and host ids took a quarter of a blast radius: instead each
- * hit gets the rank of its host among the hits' hosts (hostname, then id),
- * and the sort compares numbers, strings only for two rows of one host at
- * the same score. */
-typedef struct hit_key {
-        double score;
-        uint32_t host;                  /* the host's rank */
-        uint32_t index;                 /* into the hits: the last tie-break */
-        bool exact;
-} hit_key;
-
-static int host_rank_order(const void *a, const void *b, void *userdata) {
-        const mp_blast_hit *h = userdata;
-        const mp_blast_hit *x = &h[*(const uint32_t *) a], *y = &h[*(const uint32_t *) b];
-        int c = strcmp(x->loc.hostname, y->loc.hostname);
-        return c ? c : strcmp(x->loc.host_id, y->loc.host_id);
-}
-
-static int hit_key_order(const void *a, const void *b, void *userdata) {
-        const mp_blast_hit *h = userdata;
-        const hit_key *x = a, *y = b;
-        if (x->exact != y->exact)
-                return x->exact ? -1 : 1;
-        if (x->score != y->score)
-                return x->score > y->score ? -1 : 1;
-        if (x->host != y->host)
-                return x->host < y->host ? -1 : 1;
-        int c = strcmp(h[x->index].loc.path, h[y->index].loc.path);
-        if (c == 0)
-                c = h[x->index].loc.first_seen < h[y->index].loc.first_seen ? -1
-                                                                           : h[x->index].loc.first_seen >
-                                                                                     h[y->index].loc.first_seen;
-        if (c == 0)
-                c = x->index < y->index ? -1 : x->index > y->index;
-        return c;
-}
-
-static uint64_t host_id_hash(const char *id) {
-        uint64_t x = 0xcbf29ce484222325ULL;     /* FNV-1a */
-        for (; *id; id++)
-                x = (x ^ (uint8_t) *id) * 0x100000001b3ULL;
-        return x;
-}
-
-/* Each hit's host rank into rank_of[] (n entries): the hosts found through
- * an open-addressing table of host ids, then sorted. */
-static int host_ranks(const mp_blast_hit *h, size_t n, uint32_t *rank_of) {
-        size_t size = 1;
-        while (size < 2 * n)
-                size <<= 1;
-        _cleanup_(freep) uint32_t *table = calloc(size, sizeof(*table));       /* host + 1, 0: empty */
-        _cleanup_(freep) uint32_t *hosts = malloc(n * sizeof(*hosts));         /* a hit of each host */
-        _cleanup_(freep) uint32_t *rank = malloc(n * sizeof(*rank));           /* per host */
-        if (!table || !hosts || !rank)
-                return -ENOMEM;
-        size_t n_hosts = 0;
-        for (size_t i = 0; i < n; i++) {
-                size_t at = host_id_hash(h[i].loc.host_id) & (size - 1);
-                while (table[at] && strcmp(h[hosts[table[at] - 1]].loc.host_id, h[i].loc.host_id) != 0)
-                        at = (at + 1) & (size - 1);
-                if (!table[at]) {
-                        hosts[n_hosts] = (uint32_t) i;
-                        table[at] = (uint32_t) ++n_hosts;
-                }
-                rank_of[i] = table[at] - 1;     /* the host, for now */
-        }
-        /* hosts[] sorted becomes the ranking: rank[host] = its position. */
-        _cleanup_(freep) uint32_t *order = malloc(n_hosts * sizeof(*order));
-        if (!order)
-                return -ENOMEM;
-        for (size_t k = 0; k < n_hosts; k++)
-                order[k] = hosts[k];
-        qsort_r(order, n_hosts, sizeof(*order), host_rank_order, (void *) h);
-        for (size_t k = 0; k < n_hosts; k++) {
-                size_t at = host_id_hash(h[order[k]].loc.host_id) & (size - 1);
-                while (strcmp(h[hosts[table[at] - 1]].loc.host_id, h[order[k]].loc.host_id) != 0)
-                        at = (at + 1) & (size - 1);
-                rank[table[at] - 1] = (uint32_t) k;
-        }
-        for (size_t i = 0; i < n; i++)
-                rank_of[i] = rank[rank_of[i]];
-        return 0;
-}
-
-/* Orders the hits: exact copies first, then by score (highest first),
- * hostname, host id, path and first_seen. */
-static int sort_hits(hit_list *out) {
-        size_t n = out->n;
-        if (n < 2)
-                return 0;
-        if (n > UINT32_MAX)
-                return -ENOMEM;
-        _cleanup_(freep) uint32_t *rank_of = malloc(n * sizeof(*rank_of));
-        _cleanup_(freep) hit_key *keys = malloc(n * sizeof(*keys));
-        mp_blast_hit *sorted = malloc(n * sizeof(*sorted));
-        if (!rank_of || !keys || !sorted || host_ranks(out->h, n, rank_of) < 0) {
-                free(sorted);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++)
-                keys[i] = (hit_key) { .score = out->h[i].score, .host = rank_of[i], .index = (uint32_t) i,
-                                      .exact = out->h[i].relation == exact_copy };
-        qsort_r(keys, n, sizeof(*keys), hit_key_order, out->h);
-        for (size_t i = 0; i < n; i++)
-                sorted[i] = out->h[keys[i].index];
-        free(out->h);
-        out->h = sorted;
-        out->allocated = n;
-        return 0;
-}
-
 void mp_blast_hits_free(mp_blast_hit *h, size_t n) {
         for (size_t i = 0; h && i < n; i++) {
                 free(h[i].loc.hostname);
@@ -933,7 +838,7 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
         hit_list out = {};
         verdict_slot exact = {
                 .hit = true,
-                .relation = exact_copy,
+                .relation = MP_BLAST_EXACT_COPY,
                 .lineage = "identical copy",
                 .verdict = MP_VERDICT_CONFIRMED,
                 .score = 1,
@@ -969,7 +874,7 @@ int mp_blast_radius(mp_store *s, const mp_blast_target *t, const mp_blast_option
                 mp_blast_hits_free(out.h, out.n);
                 return r;
         }
-        r = sort_hits(&out);
+        r = mp_blast_hits_sort(&out.h, out.n, used, 0);
         if (r < 0) {
                 mp_blast_hits_free(out.h, out.n);
                 return mp_error_set(err, r, NULL, -1, "out of memory");

@@ -725,7 +725,7 @@ void mp_scan_result_free(mp_scan_result *r) {
 }
 
 typedef struct scan_state {
-        const mp_compare_query *query;  /* prepared once for all entries */
+        mp_compare_query *query;        /* prepared once for all entries */
         const mp_scan_options *o;
         mp_scan_result *res;
         size_t allocated;

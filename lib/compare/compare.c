@@ -225,7 +225,7 @@ void mp_compare_query_free(mp_compare_query *q) {
         free(q);
 }
 
-int mp_compare_query_run(const mp_compare_query *q, const mp_fingerprint *b, const mp_compare_options *o,
+int mp_compare_query_run(mp_compare_query *q, const mp_fingerprint *b, const mp_compare_options *o,
                          mp_comparison *out) {
         assert(q && b && out);
         memset(out, 0, sizeof(*out));

@@ -89,10 +89,11 @@ int mp_compare(const mp_fingerprint *a, const mp_fingerprint *b, const mp_compar
 /* One record compared with many (a scan: the query against every catalog
  * entry): what depends on the left side alone (its tensor index, parsed
  * metadata) is built once.  a must outlive the query.  mp_compare() is
- * new + run + free. */
+ * new + run + free.  A query remembers what it learnt of the right sides'
+ * tensor names: one thread at a time runs it (give each thread its own). */
 typedef struct mp_compare_query mp_compare_query;
 int mp_compare_query_new(const mp_fingerprint *a, mp_compare_query **ret);
-int mp_compare_query_run(const mp_compare_query *q, const mp_fingerprint *b, const mp_compare_options *o,
+int mp_compare_query_run(mp_compare_query *q, const mp_fingerprint *b, const mp_compare_options *o,
                          mp_comparison *out);
 void mp_compare_query_free(mp_compare_query *q);
 static inline void mp_compare_query_freep(mp_compare_query **q) { mp_compare_query_free(*q); }

@@ -6,15 +6,16 @@
 
 #include "compare/compare.h"
 
-/* The left side of comparisons, prepared once: its tensors indexed by name
- * (the record must outlive it). */
+/* The left side of comparisons, prepared once: its tensors indexed by name,
+ * their samples decoded (the record must outlive it).  It remembers the
+ * tensor names of the right sides it meets, so one thread at a time uses it. */
 typedef struct mp_weight_side mp_weight_side;
 int mp_weight_side_new(const mp_fingerprint *fp, mp_weight_side **ret);
 void mp_weight_side_free(mp_weight_side *s);
 
 /* Weight signals: EAS, NLF, LEP, END, WVC and modelprov's tensor-level
  * signals; tensor identity details.  Returns 0 or -ENOMEM. */
-int mp_compare_weights(const mp_weight_side *a, const mp_fingerprint *b, mp_comparison *out);
+int mp_compare_weights(mp_weight_side *a, const mp_fingerprint *b, mp_comparison *out);
 
 /* The left side's metadata, parsed once (NULL members when absent). */
 typedef struct mp_meta_side {

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "formats/dtype.h"
 #include "signals/sample.h"
@@ -28,19 +29,45 @@
  * much also decorrelates the values (zoo: r <= 0.9 for such tensors). */
 #define SCALED_MIN_R 0.97
 
-typedef struct tview {
+typedef struct tview tview;
+struct tview {
         const Modelprov__V1__TensorDigest *t;
         mp_tensor_kind kind;
         bool wvc;               /* takes part in WVC (the reference's name rule) */
         uint64_t shape[MP_MAX_DIMS];    /* HF order */
         uint32_t n_dims;
         uint64_t n_elements;
-} tview;
+        const double *samples;  /* left side: its samples decoded once, or NULL */
+        const tview *partner;   /* right side: the left side's tensor of that name, or NULL */
+};
+
+/* What the left side knows of a tensor name: its kind, and its tensor of
+ * that name.  A query compares its left side with thousands of records
+ * (a blast radius, a catalog scan) that mostly use the same few hundred
+ * names; working a name out (substring tests, a binary search by name)
+ * was a fifth of a comparison, looking it up here costs one hash. */
+typedef struct name_memo_entry {
+        char *name;             /* NULL: a free slot */
+        uint64_t hash;
+        mp_tensor_kind kind;
+        bool wvc;
+        const tview *partner;
+} name_memo_entry;
+
+/* Names remembered per query, at most; beyond them (a hostile stream of
+ * distinct names) names are worked out each time, as without the memo.
+ * Twice as many slots keep probe runs short and always end on a free one. */
+#define NAME_MEMO_MAX 4096
+#define NAME_MEMO_SLOTS (2 * NAME_MEMO_MAX)
+#define NAME_MEMO_MAX_LEN 256
 
 struct mp_weight_side {
         const mp_fingerprint *fp;
         tview *v;               /* by name */
         size_t n;
+        double *samples;        /* the left side's: what its views' samples point into */
+        name_memo_entry *memo;  /* left side: NAME_MEMO_SLOTS, allocated on first use */
+        size_t n_memo;
 };
 typedef struct mp_weight_side side;
 
@@ -66,12 +93,12 @@ static bool wvc_eligible(const char *name, mp_tensor_role role) {
         return false;
 }
 
-/* A record's tensor with its HF-order shape; false if malformed. */
-static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
+/* A record's tensor with its HF-order shape, not yet classified; false if
+ * malformed. */
+static bool tview_shape_init(tview *v, const Modelprov__V1__TensorDigest *t) {
         if (!t->name || t->n_shape == 0 || t->n_shape > MP_MAX_DIMS)
                 return false;
-        *v = (tview) { .t = t, .kind = mp_tensor_kind_of(t->name), .n_dims = (uint32_t) t->n_shape, .n_elements = 1 };
-        v->wvc = wvc_eligible(t->name, v->kind.role);
+        *v = (tview) { .t = t, .n_dims = (uint32_t) t->n_shape, .n_elements = 1 };
         for (size_t d = 0; d < t->n_shape; d++)
                 if (__builtin_mul_overflow(v->n_elements, t->shape[d], &v->n_elements))
                         v->n_elements = UINT64_MAX;
@@ -79,45 +106,137 @@ static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
         return true;
 }
 
-/* The tensors of a record as views; sorted by name when `sorted` (the side
- * that is searched; the other is walked in record order). */
-static int side_init(side *s, const mp_fingerprint *fp, bool sorted) {
-        *s = (side) { .fp = fp };
-        s->v = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof(tview));
-        if (!s->v)
+/* A record's tensor with its HF-order shape and kind; false if malformed. */
+static bool tview_init(tview *v, const Modelprov__V1__TensorDigest *t) {
+        if (!tview_shape_init(v, t))
+                return false;
+        v->kind = mp_tensor_kind_of(t->name);
+        v->wvc = wvc_eligible(t->name, v->kind.role);
+        return true;
+}
+
+static size_t sample_count(const tview *v) {
+        return v->t->sample.len / 2;
+}
+
+/* Samples are IEEE halves, little-endian: dtype.c's table converts them
+ * (built once per process; a query converts millions). */
+static void sample_decode(const tview *v, double *out, size_t n) {
+        float f[MP_SAMPLE_PER_EMBEDDING];
+        assert(n <= ELEMENTSOF(f));
+        mp_dtype_to_f32(MP_DTYPE_F16, v->t->sample.data, n, f);
+        for (size_t i = 0; i < n; i++)
+                out[i] = f[i];
+}
+
+/* Decodes the left side's samples once, not once per comparison. */
+static int side_decode_samples(side *s) {
+        size_t total = 0;
+        for (size_t i = 0; i < s->n; i++)
+                if (sample_count(&s->v[i]) <= MP_SAMPLE_PER_EMBEDDING)
+                        total += sample_count(&s->v[i]);
+        s->samples = malloc((total ? total : 1) * sizeof(double));
+        if (!s->samples)
                 return -ENOMEM;
-        for (size_t i = 0; i < fp->n_tensors; i++)
-                if (tview_init(&s->v[s->n], fp->tensors[i]))
-                        s->n++;
-        if (sorted)
-                qsort(s->v, s->n, sizeof(tview), cmp_tview_name);
+        double *at = s->samples;
+        for (size_t i = 0; i < s->n; i++) {
+                size_t n = sample_count(&s->v[i]);
+                if (n == 0 || n > MP_SAMPLE_PER_EMBEDDING)
+                        continue;
+                sample_decode(&s->v[i], at, n);
+                s->v[i].samples = at;
+                at += n;
+        }
         return 0;
 }
 
 int mp_weight_side_new(const mp_fingerprint *fp, mp_weight_side **ret) {
-        side *s = malloc(sizeof(*s));
+        side *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        int r = side_init(s, fp, true);
-        if (r < 0) {
+        s->fp = fp;
+        s->v = calloc(fp->n_tensors ? fp->n_tensors : 1, sizeof(tview));
+        if (!s->v) {
                 free(s);
-                return r;
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < fp->n_tensors; i++)
+                if (tview_init(&s->v[s->n], fp->tensors[i]))
+                        s->n++;
+        qsort(s->v, s->n, sizeof(tview), cmp_tview_name);
+        if (side_decode_samples(s) < 0) {
+                mp_weight_side_free(s);
+                return -ENOMEM;
         }
         *ret = s;
         return 0;
 }
 
 void mp_weight_side_free(mp_weight_side *s) {
-        if (s) {
-                free(s->v);
-                free(s);
-        }
+        if (!s)
+                return;
+        for (size_t i = 0; s->memo && i < NAME_MEMO_SLOTS; i++)
+                free(s->memo[i].name);
+        free(s->memo);
+        free(s->samples);
+        free(s->v);
+        free(s);
 }
 
 static const tview *side_find(const side *s, const char *name) {
         Modelprov__V1__TensorDigest key_t = { .name = (char *) name };
         tview key = { .t = &key_t };
         return bsearch(&key, s->v, s->n, sizeof(tview), cmp_tview_name);
+}
+
+/* The kind, WVC eligibility and left-side partner of a right-side tensor
+ * name: remembered by the left side a, or worked out (and remembered while
+ * there is room). */
+static void classify_name(side *a, const char *name, tview *v) {
+        size_t len = strlen(name);
+        name_memo_entry *free_slot = NULL;
+        uint64_t hash = 0;
+        if (len <= NAME_MEMO_MAX_LEN && (a->memo || (a->memo = calloc(NAME_MEMO_SLOTS, sizeof(*a->memo))))) {
+                hash = XXH3_64bits(name, len);
+                for (size_t at = hash & (NAME_MEMO_SLOTS - 1);; at = (at + 1) & (NAME_MEMO_SLOTS - 1)) {
+                        name_memo_entry *e = &a->memo[at];
+                        if (!e->name) {
+                                free_slot = e;
+                                break;
+                        }
+                        if (e->hash == hash && strcmp(e->name, name) == 0) {
+                                v->kind = e->kind;
+                                v->wvc = e->wvc;
+                                v->partner = e->partner;
+                                return;
+                        }
+                }
+        }
+        v->kind = mp_tensor_kind_of(name);
+        v->wvc = wvc_eligible(name, v->kind.role);
+        v->partner = side_find(a, name);
+        if (free_slot && a->n_memo < NAME_MEMO_MAX && (free_slot->name = strdup(name))) {
+                free_slot->hash = hash;
+                free_slot->kind = v->kind;
+                free_slot->wvc = v->wvc;
+                free_slot->partner = v->partner;
+                a->n_memo++;
+        }
+}
+
+/* The tensors of the right-side record b as views, in record order, each
+ * with its partner on the left side a. */
+static int right_side_init(side *sb, side *a, const mp_fingerprint *b) {
+        *sb = (side) { .fp = b };
+        sb->v = malloc((b->n_tensors ? b->n_tensors : 1) * sizeof(tview));
+        if (!sb->v)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_tensors; i++)
+                if (tview_shape_init(&sb->v[sb->n], b->tensors[i])) {
+                        classify_name(a, b->tensors[i]->name, &sb->v[sb->n]);
+                        sb->n++;
+                }
+        return 0;
 }
 
 static bool same_shape(const tview *a, const tview *b) {
@@ -136,18 +255,6 @@ static bool samples_aligned(const tview *a, const tview *b) {
                 return true;
         return a->n_dims == 2 && b->n_dims == 2 && a->shape[1] == b->shape[1] &&
                a->shape[0] >= MP_SAMPLE_ROW_SPAN && b->shape[0] >= MP_SAMPLE_ROW_SPAN;
-}
-
-static size_t sample_count(const tview *v) {
-        return v->t->sample.len / 2;
-}
-
-/* Direct conversion: a comparison decodes a few thousand samples, far fewer
- * than it would take to pay for building dtype.c's 64 Ki-entry table. */
-static void sample_decode(const tview *v, double *out, size_t n) {
-        const uint8_t *p = v->t->sample.data;
-        for (size_t i = 0; i < n; i++)
-                out[i] = mp_f16_to_f32((uint16_t) (p[2 * i] | p[2 * i + 1] << 8));
 }
 
 /* |x - y| / |x|, NAN when x is all zeros. */
@@ -385,8 +492,8 @@ typedef struct pair_walk {
         double embed_r;
 } pair_walk;
 
-static int walk_pair(const side *sa, const side *sb, const tview *va, const tview *vb, pair_walk *w,
-                     mp_comparison *out) {
+/* Pairs left-side tensor va with right-side tensor vb of the same name. */
+static int walk_pair(const tview *va, const tview *vb, pair_walk *w, mp_comparison *out) {
         bool aligned = samples_aligned(va, vb);
         if (same_shape(va, vb) && informative(va)) {
                 out->tensors_common++;
@@ -402,10 +509,11 @@ static int walk_pair(const side *sa, const side *sb, const tview *va, const tvie
         if (!aligned || n < SAMPLE_MIN || n != sample_count(vb) || !informative(va))
                 return 0;
 
-        double x[MP_SAMPLE_PER_EMBEDDING], y[MP_SAMPLE_PER_EMBEDDING];
-        if (n > ELEMENTSOF(x))
+        double y[MP_SAMPLE_PER_EMBEDDING];
+        if (n > ELEMENTSOF(y))
                 return 0;
-        sample_decode(va, x, n);
+        const double *x = va->samples;  /* decoded with the left side: 0 < n <= MP_SAMPLE_PER_EMBEDDING */
+        assert(x);
         sample_decode(vb, y, n);
 
         double rc = rel_change(x, y, n);
@@ -432,8 +540,6 @@ static int walk_pair(const side *sa, const side *sb, const tview *va, const tvie
         }
         if (va->wvc)
                 return wvc_append(l, x, y, n);
-        (void) sa;
-        (void) sb;
         return 0;
 }
 
@@ -510,9 +616,9 @@ static bool has_weights(const mp_fingerprint *fp) {
         return false;
 }
 
-int mp_compare_weights(const mp_weight_side *pa, const mp_fingerprint *b, mp_comparison *out) {
-        assert(pa && b && out);
-        const mp_fingerprint *a = pa->fp;
+int mp_compare_weights(mp_weight_side *sa, const mp_fingerprint *b, mp_comparison *out) {
+        assert(sa && b && out);
+        const mp_fingerprint *a = sa->fp;
         out->weights = has_weights(a) && has_weights(b);
         if (!out->weights)
                 return 0;
@@ -524,20 +630,17 @@ int mp_compare_weights(const mp_weight_side *pa, const mp_fingerprint *b, mp_com
             (r = end_score(s, t, &out->signal[MP_SIG_END])) < 0)
                 return r;
 
-        const side sa = *pa;
         side sb;
-        if (side_init(&sb, b, false) < 0)
+        if (right_side_init(&sb, sa, b) < 0)
                 return -ENOMEM;
-        int ml = max_layer(&sa) > max_layer(&sb) ? max_layer(&sa) : max_layer(&sb);
+        int ml = max_layer(sa) > max_layer(&sb) ? max_layer(sa) : max_layer(&sb);
         pair_walk w = { .n_layers = (size_t) (ml + 1), .embed_r = NAN };
         w.layers = calloc(w.n_layers + 1, sizeof(layer_acc));
         w.rel = calloc(sb.n + 1, sizeof(double));
         r = w.layers && w.rel ? 0 : -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < sb.n; i++) {
-                const tview *va = side_find(&sa, sb.v[i].t->name);
-                if (va)
-                        r = walk_pair(&sa, &sb, va, &sb.v[i], &w, out);
-        }
+        for (size_t i = 0; r >= 0 && i < sb.n; i++)
+                if (sb.v[i].partner)
+                        r = walk_pair(sb.v[i].partner, &sb.v[i], &w, out);
 
         if (r >= 0) {
                 /* WVC: mean clamped cosine over common layers with >= 64 values */
@@ -562,8 +665,8 @@ int mp_compare_weights(const mp_weight_side *pa, const mp_fingerprint *b, mp_com
                 out->signal[MP_SIG_EMBED_VALUES] = isnan(w.embed_r) ? NAN : mp_round4(fmax(0, w.embed_r));
 
                 uint64_t bytes_a = 0, bytes_b = 0;
-                for (size_t i = 0; i < sa.n; i++)
-                        bytes_a += informative(&sa.v[i]) ? sa.v[i].n_elements : 0;
+                for (size_t i = 0; i < sa->n; i++)
+                        bytes_a += informative(&sa->v[i]) ? sa->v[i].n_elements : 0;
                 for (size_t i = 0; i < sb.n; i++)
                         bytes_b += informative(&sb.v[i]) ? sb.v[i].n_elements : 0;
                 uint64_t total = bytes_a > bytes_b ? bytes_a : bytes_b;
@@ -574,7 +677,7 @@ int mp_compare_weights(const mp_weight_side *pa, const mp_fingerprint *b, mp_com
                         out->median_rel_change = w.rel[w.n_rel / 2];
                         out->signal[MP_SIG_TENSOR_CLOSENESS] = mp_round4(fmax(0, 1 - out->median_rel_change));
                 }
-                r = layer_stats_score(&sa, &sb, w.n_layers, &out->signal[MP_SIG_LAYER_STATS]);
+                r = layer_stats_score(sa, &sb, w.n_layers, &out->signal[MP_SIG_LAYER_STATS]);
         }
 
         for (size_t l = 0; w.layers && l < w.n_layers; l++) {

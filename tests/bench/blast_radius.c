@@ -49,6 +49,7 @@
 #include "fingerprint/compute.h"
 #include "fingerprint/record.h"
 #include "signals/sample.h"
+#include "util/heap.h"
 #include "util/macro.h"
 #include "util/strutil.h"
 
@@ -656,6 +657,7 @@ static size_t store_host_count(mp_store *s) {
 }
 
 int main(int argc, char **argv) {
+        mp_heap_keep_freed();           /* as the collector does */
         fleet f = { .n_fp = 100000, .n_hosts = 1000, .n_families = 400, .locations = 1.2 };
         unsigned threads = 0;
         const char *store_arg = NULL, *zoo = getenv("MODELPROV_ZOO");

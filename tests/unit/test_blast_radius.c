@@ -19,6 +19,7 @@
 
 #include "catalog/catalog.h"
 #include "collector/blast_radius.h"
+#include "collector/hit_order.h"
 #include "collector/store.h"
 #include "fingerprint/compute.h"
 #include "signals/sample.h"
@@ -1059,7 +1060,82 @@ static void test_zoo_fleet(void) {
         free(dir);
 }
 
+/* ---- the order of hits --------------------------------------------------- */
+
+/* n hits with many ties: few scores, hostnames shared by several host ids,
+ * repeated paths and first_seen; a few exact copies among them. */
+static mp_blast_hit *tied_hits(size_t n) {
+        mp_blast_hit *h = calloc(n, sizeof(*h));
+        CHECK(h);
+        for (size_t i = 0; i < n; i++) {
+                unsigned x = (unsigned) (i * 2654435761u);
+                char name[32], path[32];
+                snprintf(h[i].loc.host_id, sizeof(h[i].loc.host_id), "id-%02u", x % 37);
+                snprintf(name, sizeof(name), "host-%u", (x % 37) % 11);
+                snprintf(path, sizeof(path), "/m/%u", (x >> 8) % 5);
+                CHECK(h[i].loc.hostname = strdup(name));
+                CHECK(h[i].loc.path = strdup(path));
+                CHECK(h[i].loc.model_name = strdup(""));
+                h[i].loc.first_seen = (x >> 12) % 3;
+                h[i].score = ((x >> 16) % 4) / 4.0;
+                h[i].relation = (x >> 20) % 50 == 0 ? MP_BLAST_EXACT_COPY : MP_BLAST_PARTIAL_COPY;
+        }
+        return h;
+}
+
+/* Is a before b, or equal, in the documented order? */
+static bool hits_ordered(const mp_blast_hit *a, const mp_blast_hit *b) {
+        bool ea = strcmp(a->relation, MP_BLAST_EXACT_COPY) == 0, eb = strcmp(b->relation, MP_BLAST_EXACT_COPY) == 0;
+        if (ea != eb)
+                return ea;
+        if (a->score != b->score)
+                return a->score > b->score;
+        int c = strcmp(a->loc.hostname, b->loc.hostname);
+        if (c == 0)
+                c = strcmp(a->loc.host_id, b->loc.host_id);
+        if (c == 0)
+                c = strcmp(a->loc.path, b->loc.path);
+        return c < 0 || (c == 0 && a->loc.first_seen <= b->loc.first_seen);
+}
+
+/* Sorted on any number of threads, in parts of any size, hits come out in
+ * the documented order, and in the very order of the one-thread sort
+ * (ties included: they are broken by position). */
+static void test_hit_order(void) {
+        const size_t n = 5000;
+        mp_blast_hit *ref = tied_hits(n);
+        CHECK_EQ(mp_blast_hits_sort(&ref, n, 1, 0), 0);
+        for (size_t i = 1; i < n; i++)
+                CHECK(hits_ordered(&ref[i - 1], &ref[i]));
+
+        static const struct { unsigned threads; size_t per_thread; } variants[] = {
+                { 2, 100 }, { 3, 100 }, { 4, 1 }, { 7, 500 }, { 16, 1 }, { 0, 1 }, { 5, MP_HIT_ORDER_PER_THREAD },
+        };
+        for (size_t v = 0; v < ELEMENTSOF(variants); v++) {
+                mp_blast_hit *h = tied_hits(n);
+                CHECK_EQ(mp_blast_hits_sort(&h, n, variants[v].threads, variants[v].per_thread), 0);
+                for (size_t i = 0; i < n; i++) {
+                        CHECK_STREQ(h[i].loc.host_id, ref[i].loc.host_id);
+                        CHECK_STREQ(h[i].loc.path, ref[i].loc.path);
+                        CHECK_EQ(h[i].loc.first_seen, ref[i].loc.first_seen);
+                        CHECK(h[i].score == ref[i].score);
+                        CHECK(h[i].relation == ref[i].relation);
+                }
+                mp_blast_hits_free(h, n);
+        }
+        mp_blast_hits_free(ref, n);
+
+        /* Nothing and one hit are sorted as they are. */
+        mp_blast_hit *none = NULL;
+        CHECK_EQ(mp_blast_hits_sort(&none, 0, 4, 1), 0);
+        CHECK(!none);
+        mp_blast_hit *one = tied_hits(1);
+        CHECK_EQ(mp_blast_hits_sort(&one, 1, 4, 1), 0);
+        mp_blast_hits_free(one, 1);
+}
+
 int main(void) {
+        RUN(test_hit_order);
         RUN(test_generated_fleet);
         RUN(test_targets);
         RUN(test_batches_agree);

@@ -362,12 +362,59 @@ static void test_hostile_records(void) {
         free(pa);
 }
 
+/* A query remembers the tensor names of the records it meets (a blast
+ * radius meets the same few hundred names thousands of times): its
+ * results are mp_compare()'s, for names met before, for new ones, and
+ * after more names than it keeps (a stream of distinct names from hostile
+ * records). */
+static void test_query_remembers_names(void) {
+        char *pa = write_model(1, NULL, NULL);
+        float scale[N_TENSORS];
+        for (size_t k = 0; k < N_TENSORS; k++)
+                scale[k] = strstr(model_tensors[k].name, "q_proj") ? 0.5f : 1.0f;
+        char *pr = write_model(1, scale, NULL);
+        mp_fingerprint *a = fingerprint_of(pa), *b = fingerprint_of(pr);
+        mp_compare_query *q = NULL;
+        CHECK_EQ(mp_compare_query_new(a, &q), 0);
+
+        char *original[N_TENSORS];
+        char renamed[N_TENSORS][96];
+        CHECK_EQ(b->n_tensors, N_TENSORS);
+        for (size_t i = 0; i < N_TENSORS; i++)
+                original[i] = b->tensors[i]->name;
+        size_t scaled_seen = 0;
+        for (unsigned round = 0; round < 1200; round++) {
+                /* Odd rounds: names never met before (12,000 in all); even
+                 * rounds: the model's own. */
+                for (size_t i = 0; i < N_TENSORS; i++) {
+                        snprintf(renamed[i], sizeof(renamed[i]), "r%u.%s", round, original[i]);
+                        b->tensors[i]->name = round % 2 ? renamed[i] : original[i];
+                }
+                mp_comparison with_query, fresh;
+                CHECK_EQ(mp_compare_query_run(q, b, NULL, &with_query), 0);
+                CHECK_EQ(mp_compare(a, b, NULL, &fresh), 0);
+                CHECK(memcmp(&with_query, &fresh, sizeof(fresh)) == 0);
+                scaled_seen += with_query.tensors_scaled;
+                CHECK_EQ(with_query.tensors_scaled, round % 2 ? 0u : 2u);
+        }
+        CHECK_EQ(scaled_seen, 1200);
+        for (size_t i = 0; i < N_TENSORS; i++)
+                b->tensors[i]->name = original[i];
+
+        mp_compare_query_free(q);
+        mp_fingerprint_free(a);
+        mp_fingerprint_free(b);
+        free(pa);
+        free(pr);
+}
+
 int main(void) {
         RUN(test_tensor_roles);
         RUN(test_stored_index);
         RUN(test_f16_round_trip);
         RUN(test_collected_signals);
         RUN(test_verdicts);
+        RUN(test_query_remembers_names);
         RUN(test_record_round_trip);
         RUN(test_hostile_records);
         return 0;
