@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "collector/store_engine.h"
 #include "util/macro.h"
@@ -23,6 +24,8 @@
  * from any other SQLite database. */
 #define STORE_APPLICATION_ID 0x6d70636f
 #define STORE_BUSY_TIMEOUT_MS 10000
+/* How often opening retries a lock SQLite would not wait for (below). */
+#define STORE_OPEN_RETRY_MS 5
 
 /* ---- schema ------------------------------------------------------------- */
 
@@ -328,6 +331,22 @@ static int exec_sql(sqlite_store *st, const char *sql, const char *what, mp_erro
         return rc == SQLITE_OK ? 0 : sql_error(st, rc, what, err);
 }
 
+/* exec_sql(), retrying while the database is locked, up to the busy
+ * timeout.  Switching a new file to WAL takes an exclusive lock that
+ * SQLite does not wait for through the busy handler: collectors opening a
+ * new store together got SQLITE_BUSY at once (test_concurrent_open, about
+ * one race in a hundred).  sql must be safe to run again from its start. */
+static int exec_sql_waiting(sqlite_store *st, const char *sql, const char *what, mp_error *err) {
+        for (unsigned waited_ms = 0;; waited_ms += STORE_OPEN_RETRY_MS) {
+                int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+                if (rc == SQLITE_OK)
+                        return 0;
+                if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= STORE_BUSY_TIMEOUT_MS)
+                        return sql_error(st, rc, what, err);
+                usleep(STORE_OPEN_RETRY_MS * 1000);
+        }
+}
+
 /* The cached statement id, reset and unbound, prepared on first use. */
 static int stmt(sqlite_store *st, stmt_id id, sqlite3_stmt **ret, const char *what, mp_error *err) {
         sqlite3_stmt *s = st->stmts[id];
@@ -486,11 +505,18 @@ static int migrate(sqlite_store *st, mp_error *err) {
 static int check_schema(sqlite_store *st, mp_error *err) {
         const char *what = "reading the store";
         int64_t app_id, version, n_tables;
-        int r = query_int(st, "PRAGMA application_id", &app_id, what, err);
+        /* One read transaction: a collector opening the new file at the
+         * same time may create the schema between two reads, and an id
+         * read before it with tables read after looked like another
+         * application's database (test_concurrent_open). */
+        int r = exec_sql(st, "BEGIN", what, err);
+        if (r >= 0)
+                r = query_int(st, "PRAGMA application_id", &app_id, what, err);
         if (r >= 0)
                 r = query_int(st, "PRAGMA user_version", &version, what, err);
         if (r >= 0)
                 r = query_int(st, "SELECT count(*) FROM sqlite_master", &n_tables, what, err);
+        r = end(st, r, what, err);
         if (r < 0)
                 return r;
 
@@ -571,8 +597,8 @@ static int sqlite_open(const char *path, mp_store **ret, mp_error *err) {
          * spares the reads altogether.  SQLite maps read only; the risk it
          * documents, SIGBUS when the file shrinks under the mapping, takes
          * a VACUUM, which nothing here runs. */
-        r = exec_sql(st, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                     " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 2147418112", "opening the store", err);
+        r = exec_sql_waiting(st, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                             " PRAGMA foreign_keys = ON; PRAGMA mmap_size = 2147418112", "opening the store", err);
         if (r >= 0)
                 r = check_schema(st, err);
         if (r < 0)
