@@ -2148,6 +2148,10 @@ static void test_postgres_deadlock(void) {
         ev.record_len = len;
 
         PGconn *other = store_pg_connect(store_pg_database(path));
+        /* Only the ingest's session may find the deadlock: with the
+         * database's 100 ms here too, a loaded machine could run this
+         * session's check first and make it the victim instead. */
+        PQclear(store_pg_run(other, "SET deadlock_timeout = '10min'"));
         char *dl = store_blob_sql(d, sizeof(d));
         CHECK(asprintf(&sql, "BEGIN; INSERT INTO fingerprints (digest, record, name, format, params, n_tensors,"
                              " first_seen) VALUES (%s, '\\x00', 'other', 'x', 0, 0, 0)", dl) > 0);
