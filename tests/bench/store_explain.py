@@ -68,14 +68,12 @@ def main():
     cur.execute("SELECT digest FROM fingerprints WHERE hidden_size = %s ORDER BY digest LIMIT 256", (hidden,))
     batch = [bytes(d) for (d,) in cur.fetchall()]
     explain(cur, f"blast radius, the scoring records of a batch ({len(batch)} candidates)",
-            "SELECT f.digest, coalesce(s.record, f.record) FROM fingerprints f"
-            " LEFT JOIN scoring_records s ON s.digest = f.digest WHERE f.digest = ANY (%s::bytea[])", (batch,))
+            "SELECT digest, record FROM scoring_records WHERE digest = ANY (%s::bytea[])", (batch,))
     explain(cur, f"blast radius, the inventory rows of a batch's hits ({len(batch)} models)",
             "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen, i.present,"
             " coalesce(f.name, '') FROM unnest(%s::bytea[]) AS d(digest)"
             " LEFT JOIN fingerprints f ON f.digest = d.digest"
-            " JOIN inventory i ON i.model_digest = d.digest JOIN hosts h ON h.id = i.host_id"
-            " ORDER BY i.model_digest, i.host_id, i.path, i.first_seen", (batch,))
+            " JOIN inventory i ON i.model_digest = d.digest JOIN hosts h ON h.id = i.host_id", (batch,))
     explain(cur, "query model: where a model is",
             LOCATION_COLUMNS + " WHERE i.model_digest = %s ORDER BY i.host_id, i.path, i.first_seen", (located,))
     hostname, path = one(cur, "SELECT h.hostname, i.path FROM inventory i JOIN hosts h ON h.id = i.host_id"
