@@ -562,16 +562,12 @@ static int score_one(worker *w, size_t i, const uint8_t *rec, size_t len) {
         return 0;
 }
 
-static int cmp_digest(const void *a, const void *b) {
-        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
-}
-
 /* mp_store_fingerprints() callback: the record of one candidate of the
  * worker's batch (found by digest: candidates are sorted). */
 static int score_record(const uint8_t *digest, const uint8_t *rec, size_t len, void *userdata) {
         worker *w = userdata;
         const uint8_t *base = w->sc->candidates + w->first * MP_STORE_DIGEST_SIZE;
-        const uint8_t *at = bsearch(digest, base, w->n_batch, MP_STORE_DIGEST_SIZE, cmp_digest);
+        const uint8_t *at = bsearch(digest, base, w->n_batch, MP_STORE_DIGEST_SIZE, mp_store_digest_cmp);
         if (!at)
                 return 0;               /* not asked for: cannot happen */
         size_t i = w->first + (size_t) (at - base) / MP_STORE_DIGEST_SIZE;

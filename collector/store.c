@@ -828,7 +828,7 @@ static int check_fetch(size_t n, mp_error *err) {
         return 0;
 }
 
-static int cmp_digest(const void *a, const void *b) {
+int mp_store_digest_cmp(const void *a, const void *b) {
         return memcmp(a, b, MP_STORE_DIGEST_SIZE);
 }
 
@@ -844,10 +844,11 @@ static int sorted_digests(const uint8_t *digests, size_t n, uint8_t **ret, size_
                 return mp_error_set(err, -ENOMEM, NULL, -1, "out of memory");
         if (n > 0)
                 memcpy(d, digests, n * MP_STORE_DIGEST_SIZE);
-        qsort(d, n, MP_STORE_DIGEST_SIZE, cmp_digest);
+        qsort(d, n, MP_STORE_DIGEST_SIZE, mp_store_digest_cmp);
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
-                if (k == 0 || cmp_digest(d + (k - 1) * MP_STORE_DIGEST_SIZE, d + i * MP_STORE_DIGEST_SIZE) != 0)
+                if (k == 0 ||
+                    mp_store_digest_cmp(d + (k - 1) * MP_STORE_DIGEST_SIZE, d + i * MP_STORE_DIGEST_SIZE) != 0)
                         memmove(d + k++ * MP_STORE_DIGEST_SIZE, d + i * MP_STORE_DIGEST_SIZE, MP_STORE_DIGEST_SIZE);
         *ret = d;
         *n_ret = k;

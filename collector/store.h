@@ -46,6 +46,9 @@
 typedef struct mp_store mp_store;
 
 #define MP_STORE_DIGEST_SIZE 32
+/* Orders digests as bytes (memcmp), the order the store's fetch-many calls
+ * and their results use; for qsort() and bsearch(). */
+int mp_store_digest_cmp(const void *a, const void *b);
 /* A host id: a UUIDv4 in its 36-character text form, plus NUL. */
 #define MP_STORE_HOST_ID_SIZE 37
 /* A catalog version: lowercase hex SHA-256 of its bytes, plus NUL. */

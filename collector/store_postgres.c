@@ -1777,13 +1777,9 @@ struct scoring_read {
         void *userdata;
 };
 
-static int cmp_digest(const void *a, const void *b) {
-        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
-}
-
 static int scoring_row(const uint8_t *digest, const uint8_t *record, size_t len, void *userdata) {
         struct scoring_read *sr = userdata;
-        const uint8_t *at = bsearch(digest, sr->digests, sr->n, MP_STORE_DIGEST_SIZE, cmp_digest);
+        const uint8_t *at = bsearch(digest, sr->digests, sr->n, MP_STORE_DIGEST_SIZE, mp_store_digest_cmp);
         if (at)
                 sr->delivered[(size_t) (at - sr->digests) / MP_STORE_DIGEST_SIZE] = true;
         return sr->cb(digest, record, len, sr->userdata);

@@ -1357,10 +1357,6 @@ static int collect_digests(sqlite_store *st, sqlite3_stmt *q, uint8_t **array, s
         return r;
 }
 
-static int cmp_digest(const void *a, const void *b) {
-        return memcmp(a, b, MP_STORE_DIGEST_SIZE);
-}
-
 static int sqlite_candidates(mp_store *s, const mp_store_structure *structure, const uint64_t *keys,
                              size_t n_keys, const uint8_t *exclude, uint8_t **ret, size_t *ret_n, mp_error *err) {
         sqlite_store *st = impl(s);
@@ -1395,7 +1391,7 @@ static int sqlite_candidates(mp_store *s, const mp_store_structure *structure, c
 
         /* Sorted, distinct, without exclude. */
         if (n > 0)
-                qsort(d, n, MP_STORE_DIGEST_SIZE, cmp_digest);
+                qsort(d, n, MP_STORE_DIGEST_SIZE, mp_store_digest_cmp);
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
                 const uint8_t *x = d + i * MP_STORE_DIGEST_SIZE;

@@ -555,10 +555,6 @@ static double full_scoring_per_fp(mp_store *s, const fleet *f, const mp_fingerpr
 
 /* ---- queries ------------------------------------------------------------ */
 
-static int digest_cmp(const void *a, const void *b) {
-        return memcmp(a, b, DIGEST_SIZE);
-}
-
 /* Seconds to read the inventory rows of the distinct models among the hits,
  * MP_STORE_MAX_FETCH models per mp_store_locations_of() call (as blast
  * radius reads them, in larger batches), on one thread: the part of a blast radius
@@ -569,7 +565,7 @@ static double locations_s(mp_store *s, const mp_blast_hit *h, size_t n, size_t *
                 die("calloc", NULL);
         for (size_t i = 0; i < n; i++)
                 memcpy(d[i], h[i].loc.model_digest, DIGEST_SIZE);
-        qsort(d, n, DIGEST_SIZE, digest_cmp);
+        qsort(d, n, DIGEST_SIZE, mp_store_digest_cmp);
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
                 if (m == 0 || memcmp(d[m - 1], d[i], DIGEST_SIZE) != 0)
