@@ -90,9 +90,21 @@
 
 #define CTEXT "TEXT COLLATE \"C\""
 
+/* A scoring record's parts (migration 4): SCORING_PART bytes each but the
+ * last.  A part's row must fit a page (PostgreSQL keeps a value up to about
+ * 8,160 bytes inline under STORAGE MAIN), with room for the digest, the
+ * part numbers and the headers.  The SQL splits: one statement stores a
+ * record whatever its size. */
+#define SCORING_PART_BYTES 7800
+#define SCORING_PART MP_STRINGIFY(SCORING_PART_BYTES)
+static_assert(MP_STORE_MAX_RECORD / SCORING_PART_BYTES + 1 <= INT16_MAX, "parts are counted in a SMALLINT");
+#define SCORING_PARTS_OF(record) "((length(" record ") + " SCORING_PART " - 1) / " SCORING_PART ")"
+#define SCORING_PART_SERIES(record) "generate_series(0, " SCORING_PARTS_OF(record) " - 1)"
+#define SCORING_PART_OF(record, p) "substring(" record " FROM " p " * " SCORING_PART " + 1 FOR " SCORING_PART ")"
+
 /* migrations[i] takes a store from schema version i to i + 1, the same
- * steps as the SQLite engine's.  Append only: a released step is never
- * edited. */
+ * steps as the SQLite engine's up to 3.  Append only: a released step is
+ * never edited. */
 static const char *const migrations[] = {
         /* 1: the marker; hosts, their event streams, inventory,
          * fingerprints, catalog. */
@@ -191,6 +203,34 @@ static const char *const migrations[] = {
         "UPDATE fingerprints SET indexed = 0;"
         /* A finding's file inside the model (the agent reports it). */
         "ALTER TABLE events ADD COLUMN finding_file " CTEXT ";",
+
+        /* 4 (PostgreSQL only: SQLite has no step 4): scoring records in
+         * parts of at most SCORING_PART bytes, each stored inline in the
+         * table's own pages.  A whole record (13 kB in the fleet bench) went
+         * out of line, and reading it back took seven probes of the TOAST
+         * table's index: over 2.5 times the server's time per record of
+         * reading its parts (2,560 records of bench_blast_radius's store,
+         * warm).  parts repeats the
+         * record's number of parts in each, so a reader can tell a whole
+         * record from a damaged one. */
+        "CREATE TABLE scoring_parts ("
+        "  digest BYTEA NOT NULL CHECK (length(digest) = 32),"
+        "  part SMALLINT NOT NULL CHECK (part >= 0),"
+        "  parts SMALLINT NOT NULL CHECK (part < parts),"
+        "  record BYTEA NOT NULL,"
+        "  PRIMARY KEY (digest, part));"
+        /* PLAIN: a tuple over 2 kB has its EXTENDED values moved out of line
+         * first, however small, and the digest would be read back from
+         * there. */
+        "ALTER TABLE scoring_parts ALTER COLUMN digest SET STORAGE PLAIN,"
+        "  ALTER COLUMN record SET STORAGE MAIN;"
+        "INSERT INTO scoring_parts (digest, part, parts, record)"
+        "  SELECT r.digest, p, " SCORING_PARTS_OF("r.record") ", " SCORING_PART_OF("r.record", "p")
+        "  FROM scoring_records r, " SCORING_PART_SERIES("r.record") " AS p;"
+        "DROP TABLE scoring_records;"
+        /* Statistics now: until autovacuum gathers some, the planner would
+         * read the table whole for a few digests. */
+        "ANALYZE scoring_parts;",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -239,8 +279,10 @@ typedef enum stmt_id {
 /* The scoring record of a new (or re-indexed) fingerprint, when there is
  * one (NULL: a record that no longer unpacks). */
 #define INSERT_SCORING_OF(cte, record)                                                  \
-        " s AS (INSERT INTO scoring_records (digest, record) SELECT " cte ".digest, " record "::bytea" \
-        " FROM " cte " WHERE " record "::bytea IS NOT NULL ON CONFLICT DO NOTHING)"
+        " s AS (INSERT INTO scoring_parts (digest, part, parts, record) SELECT " cte ".digest, p, "   \
+        SCORING_PARTS_OF(record "::bytea") ", " SCORING_PART_OF(record "::bytea", "p")                 \
+        " FROM " cte ", " SCORING_PART_SERIES(record "::bytea") " AS p"                                \
+        " WHERE " record "::bytea IS NOT NULL ON CONFLICT DO NOTHING)"
 
 #define HOST_COLUMNS                                                                    \
         "SELECT h.id, h.hostname, h.machine_id, h.agent_version, h.os, h.enrolled_at, h.last_seen, h.last_seq," \
@@ -307,19 +349,29 @@ static const char *const stmt_sql[_ST_MAX] = {
         /* Where a fingerprint has no scoring record (yet: the upgrade
          * builds them), pg_fingerprints() reads its full record after.
          * Joining fingerprints here instead (coalesce() of the two) cost
-         * the server a fifth more per record. */
-        [ST_SCORING_RECORDS] = "SELECT digest, record FROM scoring_records WHERE digest = ANY ($1::bytea[])",
+         * the server a fifth more per record.  The parts come in no
+         * particular order: the client sorts them, as ORDER BY would make the
+         * server sort megabytes (beyond work_mem, on disk). */
+        [ST_SCORING_RECORDS] = "SELECT digest, part, parts, record FROM scoring_parts"
+                               " WHERE digest = ANY ($1::bytea[])",
         /* Driven by the digests (store.c makes them distinct): one key
          * probe of fingerprints for the name and one index-only range of
          * inventory_digest_rows per digest.  Joining fingerprints to the
          * inventory rows instead let the planner hash the whole table
-         * (100,000 rows) for a few hundred names.  Unordered:
+         * (100,000 rows) for a few hundred names.  Each host is looked up
+         * once (h), not once per row: 2,560 rows of a batch name about 900
+         * hosts in bench_blast_radius, and probing hosts per row cost its
+         * worst case a tenth of its time.  Unordered:
          * pg_locations_of() sorts the rows; sorting them took the server
-         * half of the statement (after the hash join with hosts). */
-        [ST_LOCATIONS_OF] = "SELECT i.host_id, h.hostname, i.path, i.model_digest, i.first_seen, i.last_seen,"
-                            " i.present, coalesce(f.name, '') FROM unnest($1::bytea[]) AS d(digest)"
-                            " LEFT JOIN fingerprints f ON f.digest = d.digest"
-                            " JOIN inventory i ON i.model_digest = d.digest JOIN hosts h ON h.id = i.host_id",
+         * half of the statement. */
+        [ST_LOCATIONS_OF] = "WITH r AS MATERIALIZED (SELECT i.host_id, i.path, i.model_digest, i.first_seen,"
+                            "  i.last_seen, i.present, coalesce(f.name, '') AS name FROM unnest($1::bytea[]) AS d(digest)"
+                            "  LEFT JOIN fingerprints f ON f.digest = d.digest"
+                            "  JOIN inventory i ON i.model_digest = d.digest),"
+                            " h AS MATERIALIZED (SELECT h.id, h.hostname FROM (SELECT DISTINCT host_id FROM r) AS u"
+                            "  JOIN hosts h ON h.id = u.host_id)"
+                            " SELECT r.host_id, h.hostname, r.path, r.model_digest, r.first_seen, r.last_seen,"
+                            " r.present, r.name FROM r JOIN h ON h.id = r.host_id",
         [ST_FIND_HOSTS] = "SELECT id FROM hosts WHERE id = $1 OR hostname = $1 ORDER BY id",
         /* The inventory key's prefix (host_id, path). */
         [ST_INVENTORY_AT] = LOCATION_COLUMNS " WHERE i.host_id = $1 AND i.path = $2"
@@ -1732,6 +1784,140 @@ struct fingerprints {
         void *userdata;
 };
 
+/* Hands one record to f's callback. */
+static int deliver_record(pg_store *st, const struct fingerprints *f, const uint8_t *digest, const uint8_t *record,
+                          size_t len) {
+        st->delivered = true;   /* from here on, running again would repeat rows */
+        int r = f->cb(digest, record, len, f->userdata);
+        if (r < 0)
+                st->failure = FAIL_OTHER;
+        return r;
+}
+
+/* The rows of a binary (digest, record) result to f's callback. */
+static int deliver_rows(pg_store *st, const struct fingerprints *f, const PGresult *res, const char *what,
+                        mp_error *err) {
+        if (PQnfields(res) != 2)
+                return read_error(st, -EBADMSG, what, err);
+        for (int i = 0; i < PQntuples(res); i++) {
+                if (PQgetisnull(res, i, 0) || PQgetlength(res, i, 0) != MP_STORE_DIGEST_SIZE ||
+                    PQgetisnull(res, i, 1))
+                        return read_error(st, -EBADMSG, what, err);
+                int r = deliver_record(st, f, (const uint8_t *) PQgetvalue(res, i, 0),
+                                       (const uint8_t *) PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A row of (digest, part, parts, record) of scoring_parts. */
+typedef struct part_row {
+        const uint8_t *digest;
+        int part, parts;
+        int row;
+} part_row;
+
+static int part_row_order(const void *a, const void *b) {
+        const part_row *x = a, *y = b;
+        int c = memcmp(x->digest, y->digest, MP_STORE_DIGEST_SIZE);
+        return c ? c : (x->part > y->part) - (x->part < y->part);
+}
+
+/* A binary SMALLINT (network order). */
+static int value_i16(const PGresult *res, int row, int col, int *ret) {
+        if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != 2)
+                return -EBADMSG;
+        const uint8_t *v = (const uint8_t *) PQgetvalue(res, row, col);
+        *ret = (int16_t) (v[0] << 8 | v[1]);
+        return 0;
+}
+
+/* The rows of a binary (digest, part, parts, record) result, sorted by
+ * digest and part. */
+static int sorted_parts(const PGresult *res, part_row **ret) {
+        int n = PQntuples(res);
+        if (PQnfields(res) != 4)
+                return -EBADMSG;
+        _cleanup_(freep) part_row *rows = malloc((n ? (size_t) n : 1) * sizeof(*rows));
+        if (!rows)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                if (PQgetisnull(res, i, 0) || PQgetlength(res, i, 0) != MP_STORE_DIGEST_SIZE ||
+                    value_i16(res, i, 1, &rows[i].part) < 0 || value_i16(res, i, 2, &rows[i].parts) < 0 ||
+                    PQgetisnull(res, i, 3))
+                        return -EBADMSG;
+                rows[i].digest = (const uint8_t *) PQgetvalue(res, i, 0);
+                rows[i].row = i;
+        }
+        qsort(rows, (size_t) n, sizeof(*rows), part_row_order);
+        *ret = TAKE_PTR(rows);
+        return n;
+}
+
+/* Does the run of rows r[0..n) of one digest hold its record whole: parts
+ * 0 .. parts - 1, each once, all agreeing on parts? */
+static bool parts_whole(const part_row *r, int n) {
+        for (int i = 0; i < n; i++)
+                if (r[i].part != i || r[i].parts != n)
+                        return false;
+        return n > 0;
+}
+
+/* The record of the parts r[0..n) (whole: parts_whole()): the one part's
+ * value, or the parts joined in *buf (of *allocated bytes, grown). */
+static int join_parts(const PGresult *res, const part_row *r, int n, uint8_t **buf, size_t *allocated,
+                      const uint8_t **record, size_t *len) {
+        if (n == 1) {
+                *record = (const uint8_t *) PQgetvalue(res, r[0].row, 3);
+                *len = (size_t) PQgetlength(res, r[0].row, 3);
+                return 0;
+        }
+        size_t total = 0;
+        for (int j = 0; j < n; j++)
+                total += (size_t) PQgetlength(res, r[j].row, 3);
+        if (MP_GROW(*buf, *allocated, total) < 0)
+                return -ENOMEM;
+        size_t at = 0;
+        for (int j = 0; j < n; j++) {
+                size_t part_len = (size_t) PQgetlength(res, r[j].row, 3);
+                memcpy(*buf + at, PQgetvalue(res, r[j].row, 3), part_len);
+                at += part_len;
+        }
+        *record = *buf;
+        *len = total;
+        return 0;
+}
+
+/* The scoring records of a binary (digest, part, parts, record) result
+ * (migration 4) to f's callback: each whole record, joined.  A record whose parts do not add
+ * up is damaged: it is not delivered, so that the full record stands in
+ * for it (read_scoring_records()). */
+static int deliver_parts(pg_store *st, const struct fingerprints *f, const PGresult *res, const char *what,
+                         mp_error *err) {
+        _cleanup_(freep) part_row *rows = NULL;
+        int n = sorted_parts(res, &rows);
+        if (n < 0)
+                return read_error(st, n, what, err);
+
+        _cleanup_(freep) uint8_t *joined = NULL;        /* reused from record to record */
+        size_t allocated = 0;
+        for (int i = 0, k; i < n; i = k) {
+                for (k = i + 1; k < n && memcmp(rows[k].digest, rows[i].digest, MP_STORE_DIGEST_SIZE) == 0; k++)
+                        ;
+                if (!parts_whole(rows + i, k - i))
+                        continue;
+                const uint8_t *record;
+                size_t len;
+                if (join_parts(res, rows + i, k - i, &joined, &allocated, &record, &len) < 0)
+                        return read_error(st, -ENOMEM, what, err);
+                int r = deliver_record(st, f, rows[i].digest, record, len);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* Binary results, as for one record (see the top). */
 static int fingerprints_op(pg_store *st, void *userdata, mp_error *err) {
         struct fingerprints *f = userdata;
@@ -1740,21 +1926,8 @@ static int fingerprints_op(pg_store *st, void *userdata, mp_error *err) {
         int r = exec_stmt(st, f->id, f->p, true, &res, what, err);
         if (r < 0)
                 return r;
-        if (PQnfields(res) != 2)
-                return read_error(st, -EBADMSG, what, err);
-        for (int i = 0; i < PQntuples(res); i++) {
-                if (PQgetisnull(res, i, 0) || PQgetlength(res, i, 0) != MP_STORE_DIGEST_SIZE ||
-                    PQgetisnull(res, i, 1))
-                        return read_error(st, -EBADMSG, what, err);
-                st->delivered = true;   /* from here on, running again would repeat rows */
-                r = f->cb((const uint8_t *) PQgetvalue(res, i, 0), (const uint8_t *) PQgetvalue(res, i, 1),
-                          (size_t) PQgetlength(res, i, 1), f->userdata);
-                if (r < 0) {
-                        st->failure = FAIL_OTHER;
-                        return r;
-                }
-        }
-        return 0;
+        return f->id == ST_SCORING_RECORDS ? deliver_parts(st, f, res, what, err)
+                                           : deliver_rows(st, f, res, what, err);
 }
 
 static int read_records(pg_store *st, stmt_id id, const uint8_t *digests, size_t n, mp_store_record_cb cb,

@@ -28,6 +28,10 @@ static inline void fclosep(FILE **f) {
                 fclose(*f);
 }
 
+/* A macro's value as a string literal: MP_STRINGIFY(N) with #define N 7 is "7". */
+#define MP_STRINGIFY_(x) #x
+#define MP_STRINGIFY(x) MP_STRINGIFY_(x)
+
 /* Takes ownership away from a cleanup variable: returns it and sets it NULL. */
 #define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
 #define TAKE_FD(fd) ({ int _tf = (fd); (fd) = -1; _tf; })

@@ -139,6 +139,18 @@ static inline char *store_url(const char *path) {
         return url;
 }
 
+/* The schema version this modelprov makes: PostgreSQL has a step more
+ * (its scoring records in parts). */
+static inline int store_schema_version(void) {
+        return store_is_postgres() ? 4 : 3;
+}
+
+/* The table of scoring records: one row per record on SQLite, one per
+ * part on PostgreSQL (count(DISTINCT digest) counts records on both). */
+static inline const char *store_scoring_table(void) {
+        return store_is_postgres() ? "scoring_parts" : "scoring_records";
+}
+
 /* Opens the store of path, or the test fails with the store's error. */
 static inline mp_store *open_store(const char *path) {
         char *url = store_url(path);

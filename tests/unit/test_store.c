@@ -48,8 +48,11 @@ static void digest_of(unsigned i, uint8_t d[MP_STORE_DIGEST_SIZE]) {
 }
 
 /* A packed hand-made record naming digest d. */
-static uint8_t *make_record(const char *name, const uint8_t d[MP_STORE_DIGEST_SIZE], const char *arch,
-                            uint64_t params, size_t *len) {
+/* A record named name with n_tensors made-up tensors (64 half-precision
+ * samples each), all derived from name and the tensor's index: the same
+ * arguments make the same bytes. */
+static uint8_t *make_record_tensors(const char *name, const uint8_t d[MP_STORE_DIGEST_SIZE], const char *arch,
+                                    uint64_t params, size_t n_tensors, size_t *len) {
         mp_fingerprint fp;
         Modelprov__V1__Signals sig;
         modelprov__v1__fingerprint__init(&fp);
@@ -64,9 +67,41 @@ static uint8_t *make_record(const char *name, const uint8_t d[MP_STORE_DIGEST_SI
         sig.arch_hash = (char *) arch;
         sig.family_hash = (char *) arch;
         fp.signals = &sig;
+
+        static uint64_t shape[] = { 8, 8 };
+        Modelprov__V1__TensorDigest *t = calloc(n_tensors ? n_tensors : 1, sizeof(*t));
+        Modelprov__V1__TensorDigest **tp = calloc(n_tensors ? n_tensors : 1, sizeof(*tp));
+        char (*names)[48] = calloc(n_tensors ? n_tensors : 1, sizeof(*names));
+        uint8_t (*bytes)[16 + 128] = calloc(n_tensors ? n_tensors : 1, sizeof(*bytes));
+        CHECK(t && tp && names && bytes);
+        for (size_t i = 0; i < n_tensors; i++) {
+                modelprov__v1__tensor_digest__init(&t[i]);
+                snprintf(names[i], sizeof(names[i]), "model.layers.%zu.weight", i);
+                for (size_t b = 0; b < sizeof(bytes[i]); b++)
+                        bytes[i][b] = (uint8_t) (i * 31 + b * 7 + (uint8_t) name[0]);
+                t[i].name = names[i];
+                t[i].dtype = (char *) "F16";
+                t[i].n_shape = ELEMENTSOF(shape);
+                t[i].shape = shape;
+                t[i].xxh3_128 = (ProtobufCBinaryData) { .len = 16, .data = bytes[i] };
+                t[i].n_bytes = 128;
+                t[i].sample = (ProtobufCBinaryData) { .len = 128, .data = bytes[i] + 16 };
+                tp[i] = &t[i];
+        }
+        fp.n_tensors = n_tensors;
+        fp.tensors = tp;
         uint8_t *buf;
         CHECK(mp_fingerprint_pack(&fp, &buf, len) == 0);
+        free(t);
+        free(tp);
+        free(names);
+        free(bytes);
         return buf;
+}
+
+static uint8_t *make_record(const char *name, const uint8_t d[MP_STORE_DIGEST_SIZE], const char *arch,
+                            uint64_t params, size_t *len) {
+        return make_record_tensors(name, d, arch, params, 0, len);
 }
 
 static mp_fingerprint *zoo_fingerprint(const char *zoo, const char *rel) {
@@ -154,16 +189,16 @@ static void test_open_reopen(void) {
         char *path = test_path(dir, "store.db");
 
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 3);
+        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
         mp_store_close(s);
 
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta WHERE key = 'application'"
                                        " AND value = 'modelprov-collector'"), 1);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 3);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 4);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND"
                                        " tablename IN ('hosts', 'events', 'inventory', 'fingerprints', 'catalog',"
-                                       " 'tensor_keys')"), 6);
+                                       " 'tensor_keys', 'scoring_parts')"), 7);
                 /* The same indexes as on SQLite. */
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND"
                                        " indexname IN ('fingerprints_arch', 'fingerprints_family', 'events_path',"
@@ -187,7 +222,7 @@ static void test_open_reopen(void) {
         enroll(s, "alpha", "m-alpha", 1, id);
         mp_store_close(s);
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 3);
+        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
         mp_store_host *h = NULL;
         size_t n = 0;
         CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
@@ -826,14 +861,21 @@ static int fetched_record(const uint8_t *digest, const uint8_t *record, size_t l
         return 0;
 }
 
+/* The number of scoring records stored (of parts, on PostgreSQL). */
+static int64_t scoring_records_stored(const char *path) {
+        _cleanup_(freep) char *sql = NULL;
+        CHECK(asprintf(&sql, "SELECT count(DISTINCT digest) FROM %s", store_scoring_table()) > 0);
+        return sql_int(path, sql);
+}
+
 struct scoring_check {
         size_t n;
         size_t n_full;                  /* of them, full records (no scoring record stored) */
 };
 
 /* A scoring record is the one mp_store_scoring_record() makes from the
- * digest's full record (make_record() of its path name), or that full
- * record where no scoring record is stored. */
+ * digest's full record (make_record_tensors() of its name and number of
+ * tensors), or that full record where no scoring record is stored. */
 static int check_scoring(const uint8_t *digest, const uint8_t *record, size_t len, void *userdata) {
         struct scoring_check *c = userdata;
         mp_fingerprint *fp = NULL;
@@ -841,7 +883,8 @@ static int check_scoring(const uint8_t *digest, const uint8_t *record, size_t le
         CHECK(fp->model_digest.len == MP_STORE_DIGEST_SIZE);
         CHECK(memcmp(fp->model_digest.data, digest, MP_STORE_DIGEST_SIZE) == 0);
         size_t full_len = 0;
-        _cleanup_(freep) uint8_t *full = make_record(fp->name, digest, llama_arch, fp->parameter_count, &full_len);
+        _cleanup_(freep) uint8_t *full = make_record_tensors(fp->name, digest, llama_arch, fp->parameter_count,
+                                                             fp->n_tensors, &full_len);
         mp_fingerprint *ffp = NULL;
         CHECK(mp_fingerprint_unpack("full", full, full_len, &ffp, NULL) == 0);
         _cleanup_(freep) uint8_t *expect = NULL;
@@ -956,7 +999,7 @@ static void test_fetch_many(void) {
                 digest_of(j, d);
                 _cleanup_(freep) char *dl = store_blob_sql(d, sizeof(d));
                 _cleanup_(freep) char *sql = NULL;
-                CHECK(asprintf(&sql, "DELETE FROM scoring_records WHERE digest = %s", dl) > 0);
+                CHECK(asprintf(&sql, "DELETE FROM %s WHERE digest = %s", store_scoring_table(), dl) > 0);
                 store_sql_exec(path, sql);
                 n_dropped++;
         }
@@ -1267,7 +1310,7 @@ static void test_upgrade_v1(void) {
 
         /* Opening upgrades and re-indexes. */
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 3);
+        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
         if (!store_is_postgres())
                 CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
         int64_t n_fp = zoo ? 3 : 2;
@@ -1277,7 +1320,7 @@ static void test_upgrade_v1(void) {
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM inventory"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT has_weights FROM fingerprints WHERE name = 'damaged'"), 0);
         /* Scoring records for all but the record that does not unpack. */
-        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), n_fp - 1);
+        CHECK_EQ(scoring_records_stored(path), n_fp - 1);
         CHECK_EQ(sql_int(path, "SELECT params FROM fingerprints WHERE name = 'hand-made'"), 7);  /* kept */
         CHECK_EQ(host_last_seq(s, h), 3);
 
@@ -1341,8 +1384,8 @@ static int cmp_key(const void *a, const void *b) {
 }
 
 /* The structure and candidates of fingerprints ingested by this version. */
-/* A schema 2 store (what this version makes, with schema 3's additions
- * taken back) is upgraded on open: the inventory's covering index, and a
+/* A schema 2 store (what this version makes, with the additions of schema
+ * 3, and on PostgreSQL 4, taken back) is upgraded on open: the inventory's covering index, and a
  * scoring record for every stored record, built by re-indexing. */
 static void test_upgrade_v2(void) {
         _cleanup_(freep) char *dir = test_tmpdir();
@@ -1369,7 +1412,9 @@ static void test_upgrade_v2(void) {
         CHECK_EQ(ingest(s, id, ev, N, N, 0), N);
         mp_store_close(s);
 
-        store_sql_exec(path, "DROP TABLE scoring_records");
+        _cleanup_(freep) char *drop = NULL;
+        CHECK(asprintf(&drop, "DROP TABLE %s", store_scoring_table()) > 0);
+        store_sql_exec(path, drop);
         store_sql_exec(path, "DROP INDEX inventory_digest_rows");
         store_sql_exec(path, "CREATE INDEX inventory_digest ON inventory(model_digest)");
         store_sql_exec(path, "ALTER TABLE events DROP COLUMN finding_file");
@@ -1379,9 +1424,9 @@ static void test_upgrade_v2(void) {
                 store_sql_exec(path, "PRAGMA user_version = 2");
 
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 3);
+        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
         int64_t with_record = N - (N + 3) / 4;
-        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), with_record);
+        CHECK_EQ(scoring_records_stored(path), with_record);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), with_record);
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'inventory_digest_rows'"), 1);
@@ -1402,10 +1447,120 @@ static void test_upgrade_v2(void) {
 
         /* Opening again changes nothing. */
         s = open_store(path);
-        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_records"), with_record);
+        CHECK_EQ(scoring_records_stored(path), with_record);
         mp_store_close(s);
         for (unsigned j = 0; j < N; j++)
                 free(recs[j]);
+}
+
+/* Scoring records of every size come back whole: on PostgreSQL they are
+ * stored in parts of 7,800 bytes (migration 4), so the sizes straddle
+ * one, two and several parts.  A record whose parts do not add up is
+ * replaced by its full record; a store of schema 3 (PostgreSQL) is
+ * converted to parts on open. */
+enum { PARTS_MODELS = 7, PART_BYTES = 7800 };
+
+/* Stores the models; their digests, sorted, into digests.  Returns the
+ * number of parts their scoring records make. */
+static int64_t parts_fixture(mp_store *s, uint8_t (*digests)[MP_STORE_DIGEST_SIZE]) {
+        static const size_t n_tensors[PARTS_MODELS] = { 0, 52, 54, 106, 108, 160, 280 };
+        char id[MP_STORE_HOST_ID_SIZE];
+        enroll(s, "alpha", "machine-parts", 1, id);
+        mp_store_event ev[PARTS_MODELS];
+        uint8_t *recs[PARTS_MODELS];
+        char paths[PARTS_MODELS][16];
+        int64_t parts = 0;
+        bool sizes[4] = {};             /* records of 1, 2, 3 parts and more, seen */
+        for (unsigned j = 0; j < PARTS_MODELS; j++) {
+                snprintf(paths[j], sizeof(paths[j]), "/parts/%u", j);
+                ev[j] = added(j + 1, paths[j], 900 + j);
+                memcpy(digests[j], ev[j].model_digest, MP_STORE_DIGEST_SIZE);
+                size_t len = 0;
+                recs[j] = make_record_tensors(paths[j], ev[j].model_digest, llama_arch, j, n_tensors[j], &len);
+                ev[j].record = recs[j];
+                ev[j].record_len = len;
+
+                mp_fingerprint *fp = NULL;
+                CHECK(mp_fingerprint_unpack("record", recs[j], len, &fp, NULL) == 0);
+                _cleanup_(freep) uint8_t *scoring = NULL;
+                size_t scoring_len = 0;
+                CHECK(mp_store_scoring_record(fp, &scoring, &scoring_len) == 0);
+                mp_fingerprint_free(fp);
+                int64_t n = (int64_t) ((scoring_len + PART_BYTES - 1) / PART_BYTES);
+                sizes[n > 3 ? 3 : n - 1] = true;
+                parts += n;
+        }
+        CHECK(sizes[0] && sizes[1] && sizes[2] && sizes[3]);
+        CHECK_EQ(ingest(s, id, ev, PARTS_MODELS, PARTS_MODELS, 0), PARTS_MODELS);
+        for (unsigned j = 0; j < PARTS_MODELS; j++)
+                free(recs[j]);
+        qsort(digests, PARTS_MODELS, MP_STORE_DIGEST_SIZE, mp_store_digest_cmp);
+        return parts;
+}
+
+/* Digest d as the SQL literal of a bytes value. */
+static char *digest_sql(const uint8_t d[MP_STORE_DIGEST_SIZE]) {
+        return store_blob_sql(d, MP_STORE_DIGEST_SIZE);
+}
+
+static void check_all_scoring(mp_store *s, const uint8_t (*digests)[MP_STORE_DIGEST_SIZE], size_t want_full) {
+        struct scoring_check sc = { .n = 0 };
+        CHECK(mp_store_scoring_records(s, (const uint8_t *) digests, PARTS_MODELS, check_scoring, &sc, NULL) == 0);
+        CHECK_EQ(sc.n, PARTS_MODELS);
+        CHECK_EQ(sc.n_full, want_full);
+}
+
+static void test_scoring_parts(void) {
+        _cleanup_(freep) char *dir = test_tmpdir();
+        _cleanup_(freep) char *path = test_path(dir, "store.db");
+        uint8_t digests[PARTS_MODELS][MP_STORE_DIGEST_SIZE];
+        mp_store *s = open_store(path);
+        int64_t parts = parts_fixture(s, digests);
+        check_all_scoring(s, digests, 0);
+        if (!store_is_postgres()) {
+                mp_store_close(s);
+                return;
+        }
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_parts"), parts);
+        CHECK_EQ(sql_int(path, "SELECT max(length(record)) FROM scoring_parts"), PART_BYTES);
+        /* Stored inline, digest included: nothing in the table's TOAST. */
+        CHECK_EQ(sql_int(path, "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE relname = 'scoring_parts'"),
+                 0);
+
+        /* Schema 3 kept each record whole: opening such a store splits
+         * them (the same records come back, none of them full). */
+        mp_store_close(s);
+        store_sql_exec(path, "CREATE TABLE scoring_records (digest BYTEA PRIMARY KEY, record BYTEA NOT NULL)");
+        store_sql_exec(path, "INSERT INTO scoring_records SELECT digest, string_agg(record, ''::bytea ORDER BY part)"
+                             " FROM scoring_parts GROUP BY digest");
+        store_sql_exec(path, "DROP TABLE scoring_parts");
+        store_sql_exec(path, "UPDATE modelprov_meta SET value = '3' WHERE key = 'schema_version'");
+        s = open_store(path);
+        CHECK_EQ(mp_store_schema_version(s), 4);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_parts"), parts);
+        CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE tablename = 'scoring_records'"), 0);
+        check_all_scoring(s, digests, 0);
+
+        /* Damaged records of three parts or more: one loses a middle part,
+         * one its first, one has parts that disagree on their number.  Each
+         * is read as its full record. */
+        static const char *const damage[] = {
+                "DELETE FROM scoring_parts WHERE part = 1 AND digest = ",
+                "DELETE FROM scoring_parts WHERE part = 0 AND digest = ",
+                "UPDATE scoring_parts SET parts = parts + 1 WHERE part = 0 AND digest = ",
+        };
+        size_t n_damaged = 0;
+        for (unsigned j = 0; j < PARTS_MODELS && n_damaged < ELEMENTSOF(damage); j++) {
+                _cleanup_(freep) char *dl = digest_sql(digests[j]), *count = NULL, *sql = NULL;
+                CHECK(asprintf(&count, "SELECT count(*) FROM scoring_parts WHERE digest = %s", dl) > 0);
+                if (sql_int(path, count) < 3)
+                        continue;
+                CHECK(asprintf(&sql, "%s%s", damage[n_damaged++], dl) > 0);
+                store_sql_exec(path, sql);
+        }
+        CHECK_EQ(n_damaged, ELEMENTSOF(damage));
+        check_all_scoring(s, digests, n_damaged);
+        mp_store_close(s);
 }
 
 static void test_candidates(void) {
@@ -1912,12 +2067,12 @@ static void concurrent_open_round(void) {
                 CHECK(pthread_join(t[i], NULL) == 0);
                 if (o[i].r < 0)
                         fprintf(stderr, "opener %zu: %s\n", i, o[i].why);
-                CHECK_EQ(o[i].r, 3);
+                CHECK_EQ(o[i].r, store_schema_version());
         }
         pthread_barrier_destroy(&start);
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta"), 2);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 3);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 4);
         } else
                 CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
         free(url);
@@ -2440,6 +2595,7 @@ int main(void) {
         RUN(test_fingerprints_zoo);
         RUN(test_upgrade_v1);
         RUN(test_upgrade_v2);
+        RUN(test_scoring_parts);
         RUN(test_candidates);
         RUN(test_hostile);
         RUN(test_two_writers);
