@@ -11,7 +11,10 @@
 # (about 3.5 GB at the default size), removed afterwards.  --postgres runs
 # the program against an empty database on a private PostgreSQL server
 # (tests/postgres/pg_server.py, removed afterwards) and prints the
-# database's size at the end.
+# database's size at the end.  The server's shared_buffers is
+# $BENCH_PG_SHARED_BUFFERS, by default 4GB: as docs/scaling.md advises, room
+# for the scoring records (1.6 GB at the default size); 128MB is
+# PostgreSQL's default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 postgres=false
@@ -21,7 +24,8 @@ for a in "$@"; do
 done
 if $postgres && [ -z "${MODELPROV_TEST_PG:-}" ]; then
         # Again, beside a server of its own (pg_server.py sets MODELPROV_TEST_PG).
-        exec /usr/bin/python3 tests/postgres/pg_server.py -- "$0" "$@"
+        exec /usr/bin/python3 tests/postgres/pg_server.py --shared-buffers "${BENCH_PG_SHARED_BUFFERS:-4GB}" \
+                -- "$0" "$@"
 fi
 
 build=${MODELPROV_BUILD:-build}

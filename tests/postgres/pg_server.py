@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """pg_server.py - runs a command beside a PostgreSQL server of its own.
 
-    pg_server.py [--keep] -- COMMAND [ARGS...]
+    pg_server.py [--keep] [--shared-buffers SIZE] -- COMMAND [ARGS...]
 
 Creates a cluster in a fresh temporary directory (initdb from Debian's
 postgresql package), starts it on 127.0.0.1 at a free port and on a Unix
@@ -17,7 +17,9 @@ touches.
 
 Run as root, the server runs as the "postgres" system user (PostgreSQL
 refuses root); the directory is made accessible to it.  The server is for
-tests: trust authentication on loopback only, fsync off."""
+tests: trust authentication on loopback only, fsync off, shared_buffers
+128MB unless --shared-buffers says otherwise (benchmarks size it as
+docs/scaling.md advises a fleet's server)."""
 
 import glob
 import os
@@ -60,8 +62,14 @@ def as_server_user():
 def main():
     args = sys.argv[1:]
     keep = False
-    if args[:1] == ["--keep"]:
-        keep, args = True, args[1:]
+    shared_buffers = "128MB"
+    while args[:1] in (["--keep"], ["--shared-buffers"]):
+        if args[0] == "--keep":
+            keep, args = True, args[1:]
+        elif len(args) >= 2 and args[1].isalnum():
+            shared_buffers, args = args[1], args[2:]
+        else:
+            sys.exit(__doc__)
     if args[:1] != ["--"] or len(args) < 2:
         sys.exit(__doc__)
     command = args[1:]
@@ -84,7 +92,7 @@ def main():
 
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={top} "
                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-               "-c shared_buffers=128MB")
+               f"-c shared_buffers={shared_buffers}")
     server_up = False
     status = 1
     try:
