@@ -103,8 +103,8 @@ static_assert(MP_STORE_MAX_RECORD / SCORING_PART_BYTES + 1 <= INT16_MAX, "parts 
 #define SCORING_PART_OF(record, p) "substring(" record " FROM " p " * " SCORING_PART " + 1 FOR " SCORING_PART ")"
 
 /* migrations[i] takes a store from schema version i to i + 1, the same
- * steps as the SQLite engine's up to 3.  Append only: a released step is
- * never edited. */
+ * steps as the SQLite engine's (but 4, which SQLite takes as a no-op).
+ * Append only: a released step is never edited. */
 static const char *const migrations[] = {
         /* 1: the marker; hosts, their event streams, inventory,
          * fingerprints, catalog. */
@@ -204,7 +204,7 @@ static const char *const migrations[] = {
         /* A finding's file inside the model (the agent reports it). */
         "ALTER TABLE events ADD COLUMN finding_file " CTEXT ";",
 
-        /* 4 (PostgreSQL only: SQLite has no step 4): scoring records in
+        /* 4 (nothing on SQLite, whose records stay whole): scoring records in
          * parts of at most SCORING_PART bytes, each stored inline in the
          * table's own pages.  A whole record (13 kB in the fleet bench) went
          * out of line, and reading it back took seven probes of the TOAST

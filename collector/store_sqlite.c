@@ -149,6 +149,11 @@ static const char *const migrations[] = {
         "UPDATE fingerprints SET indexed = 0;"
         /* A finding's file inside the model (the agent reports it). */
         "ALTER TABLE events ADD COLUMN finding_file TEXT;",
+
+        /* 4: nothing on SQLite.  PostgreSQL's step 4 stores its scoring
+         * records in parts (store_postgres.c); taking the step here too
+         * keeps one version number meaning one schema on both engines. */
+        "",
 };
 
 #define STORE_SCHEMA_VERSION ((int) ELEMENTSOF(migrations))

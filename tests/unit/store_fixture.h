@@ -139,12 +139,6 @@ static inline char *store_url(const char *path) {
         return url;
 }
 
-/* The schema version this modelprov makes: PostgreSQL has a step more
- * (its scoring records in parts). */
-static inline int store_schema_version(void) {
-        return store_is_postgres() ? 4 : 3;
-}
-
 /* The table of scoring records: one row per record on SQLite, one per
  * part on PostgreSQL (count(DISTINCT digest) counts records on both). */
 static inline const char *store_scoring_table(void) {

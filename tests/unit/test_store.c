@@ -29,6 +29,9 @@
 #include "test.h"
 #include "util/macro.h"
 
+/* The schema version this modelprov makes (both engines). */
+#define STORE_VERSION 4
+
 static const char *llama_arch = "4b414de3062423b5f3b534e10f21eafe18c08a72a5f6c361f6f724d846180b50";
 static const char *other_arch = "1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -189,13 +192,13 @@ static void test_open_reopen(void) {
         char *path = test_path(dir, "store.db");
 
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
+        CHECK_EQ(mp_store_schema_version(s), STORE_VERSION);
         mp_store_close(s);
 
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta WHERE key = 'application'"
                                        " AND value = 'modelprov-collector'"), 1);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 4);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), STORE_VERSION);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND"
                                        " tablename IN ('hosts', 'events', 'inventory', 'fingerprints', 'catalog',"
                                        " 'tensor_keys', 'scoring_parts')"), 7);
@@ -206,7 +209,7 @@ static void test_open_reopen(void) {
                          6);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'inventory_digest'"), 0);
         } else {
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), STORE_VERSION);
                 CHECK_EQ(sql_int(path, "PRAGMA application_id"), 0x6d70636f);
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('hosts', 'events',"
                                        " 'inventory', 'fingerprints', 'catalog')"), 5);
@@ -222,7 +225,7 @@ static void test_open_reopen(void) {
         enroll(s, "alpha", "m-alpha", 1, id);
         mp_store_close(s);
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
+        CHECK_EQ(mp_store_schema_version(s), STORE_VERSION);
         mp_store_host *h = NULL;
         size_t n = 0;
         CHECK(mp_store_hosts(s, &h, &n, NULL) == 0);
@@ -1310,9 +1313,9 @@ static void test_upgrade_v1(void) {
 
         /* Opening upgrades and re-indexes. */
         mp_store *s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
+        CHECK_EQ(mp_store_schema_version(s), STORE_VERSION);
         if (!store_is_postgres())
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), STORE_VERSION);
         int64_t n_fp = zoo ? 3 : 2;
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints"), n_fp);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), n_fp);
@@ -1424,7 +1427,7 @@ static void test_upgrade_v2(void) {
                 store_sql_exec(path, "PRAGMA user_version = 2");
 
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), store_schema_version());
+        CHECK_EQ(mp_store_schema_version(s), STORE_VERSION);
         int64_t with_record = N - (N + 3) / 4;
         CHECK_EQ(scoring_records_stored(path), with_record);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM fingerprints WHERE indexed = 1"), with_record);
@@ -1536,7 +1539,7 @@ static void test_scoring_parts(void) {
         store_sql_exec(path, "DROP TABLE scoring_parts");
         store_sql_exec(path, "UPDATE modelprov_meta SET value = '3' WHERE key = 'schema_version'");
         s = open_store(path);
-        CHECK_EQ(mp_store_schema_version(s), 4);
+        CHECK_EQ(mp_store_schema_version(s), STORE_VERSION);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM scoring_parts"), parts);
         CHECK_EQ(sql_int(path, "SELECT count(*) FROM pg_tables WHERE tablename = 'scoring_records'"), 0);
         check_all_scoring(s, digests, 0);
@@ -2067,14 +2070,14 @@ static void concurrent_open_round(void) {
                 CHECK(pthread_join(t[i], NULL) == 0);
                 if (o[i].r < 0)
                         fprintf(stderr, "opener %zu: %s\n", i, o[i].why);
-                CHECK_EQ(o[i].r, store_schema_version());
+                CHECK_EQ(o[i].r, STORE_VERSION);
         }
         pthread_barrier_destroy(&start);
         if (store_is_postgres()) {
                 CHECK_EQ(sql_int(path, "SELECT count(*) FROM modelprov_meta"), 2);
-                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), 4);
+                CHECK_EQ(sql_int(path, "SELECT value::bigint FROM modelprov_meta WHERE key = 'schema_version'"), STORE_VERSION);
         } else
-                CHECK_EQ(sql_int(path, "PRAGMA user_version"), 3);
+                CHECK_EQ(sql_int(path, "PRAGMA user_version"), STORE_VERSION);
         free(url);
         free(path);
         free(dir);
