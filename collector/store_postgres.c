@@ -210,9 +210,8 @@ static const char *const migrations[] = {
          * out of line, and reading it back took seven probes of the TOAST
          * table's index: over 2.5 times the server's time per record of
          * reading its parts (2,560 records of bench_blast_radius's store,
-         * warm).  parts repeats the
-         * record's number of parts in each, so a reader can tell a whole
-         * record from a damaged one. */
+         * warm).  parts repeats the record's number of parts in each, so a
+         * reader can tell a whole record from a damaged one. */
         "CREATE TABLE scoring_parts ("
         "  digest BYTEA NOT NULL CHECK (length(digest) = 32),"
         "  part SMALLINT NOT NULL CHECK (part >= 0),"
@@ -1890,9 +1889,9 @@ static int join_parts(const PGresult *res, const part_row *r, int n, uint8_t **b
 }
 
 /* The scoring records of a binary (digest, part, parts, record) result
- * (migration 4) to f's callback: each whole record, joined.  A record whose parts do not add
- * up is damaged: it is not delivered, so that the full record stands in
- * for it (read_scoring_records()). */
+ * (migration 4) to f's callback: each whole record, joined.  A record
+ * whose parts do not add up is damaged: it is not delivered, so that the
+ * full record stands in for it (read_scoring_records()). */
 static int deliver_parts(pg_store *st, const struct fingerprints *f, const PGresult *res, const char *what,
                          mp_error *err) {
         _cleanup_(freep) part_row *rows = NULL;

@@ -1501,11 +1501,6 @@ static int64_t parts_fixture(mp_store *s, uint8_t (*digests)[MP_STORE_DIGEST_SIZ
         return parts;
 }
 
-/* Digest d as the SQL literal of a bytes value. */
-static char *digest_sql(const uint8_t d[MP_STORE_DIGEST_SIZE]) {
-        return store_blob_sql(d, MP_STORE_DIGEST_SIZE);
-}
-
 static void check_all_scoring(mp_store *s, const uint8_t (*digests)[MP_STORE_DIGEST_SIZE], size_t want_full) {
         struct scoring_check sc = { .n = 0 };
         CHECK(mp_store_scoring_records(s, (const uint8_t *) digests, PARTS_MODELS, check_scoring, &sc, NULL) == 0);
@@ -1554,7 +1549,7 @@ static void test_scoring_parts(void) {
         };
         size_t n_damaged = 0;
         for (unsigned j = 0; j < PARTS_MODELS && n_damaged < ELEMENTSOF(damage); j++) {
-                _cleanup_(freep) char *dl = digest_sql(digests[j]), *count = NULL, *sql = NULL;
+                _cleanup_(freep) char *dl = store_blob_sql(digests[j], MP_STORE_DIGEST_SIZE), *count = NULL, *sql = NULL;
                 CHECK(asprintf(&count, "SELECT count(*) FROM scoring_parts WHERE digest = %s", dl) > 0);
                 if (sql_int(path, count) < 3)
                         continue;
